@@ -1,0 +1,307 @@
+"""Time ``hs score`` end to end against tcpdump, tshark, dpkt and pyshark on one synthetic capture.
+
+    python benchmarks/bench_score.py [--packets 1000000] [--runs 5] [--out benchmarks/RESULTS.md]
+
+Every measurement is a fresh process started by a tiny wrapper that reports wall time and
+that process's own peak RSS (getrusage of its children). Tools take turns run by run, so the
+noise of a shared machine falls on all of them alike; the table gives the median of the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+FILTER = "tcp.flags.syn==1 or tcp.flags.reset==1"
+# tcp[] indexes TCP over IPv4 only; the second half does IPv6 (no extension headers here).
+BPF = "tcp[tcpflags] & (tcp-syn|tcp-rst) != 0 or (ip6[6] == 6 and ip6[53] & 0x06 != 0)"
+TARGET_PPS, TARGET_RSS_MB = 2_000_000, 200
+KINDS = ("packets", "notes", "handshakes")
+# Runs argv with stdout to a file; prints seconds, the child's peak RSS (KiB) and its exit code.
+WRAPPER = """
+import resource, subprocess, sys, time
+with open(sys.argv[1], "wb") as out, open(sys.argv[1] + ".err", "wb") as err:
+    t = time.perf_counter()
+    rc = subprocess.run(sys.argv[3:], stdout=out, stderr=err, timeout=float(sys.argv[2])).returncode
+    t = time.perf_counter() - t
+print(t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc)
+"""
+
+
+def measure(argv, timeout=900) -> tuple[float, float, str]:
+    """(seconds, peak RSS in MB, stdout) of one run of ``argv`` in a fresh process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, "out")
+        res = subprocess.run([sys.executable, "-c", WRAPPER, str(out), str(timeout), *map(str, argv)],
+                             capture_output=True, text=True, check=True)
+        seconds, rss_kib, rc = res.stdout.split()
+        if rc != "0":
+            err = Path(f"{out}.err").read_text(errors="replace").strip().splitlines()
+            raise RuntimeError(f"{argv[0]} exited {rc}: {err[-1] if err else ''}")
+        return float(seconds), int(rss_kib) / 1024, out.read_text(errors="replace")
+
+
+def capture(packets: int) -> tuple[Path, dict]:
+    """The synthetic capture of ``packets`` packets and its ground truth, generated if missing."""
+    path = DATA / f"synthetic-{packets}.pcap"
+    expected = Path(f"{path}.expected.json")
+    if not (path.exists() and expected.exists()):
+        DATA.mkdir(exist_ok=True)
+        print(f"generating {path.name} ...", flush=True)
+        subprocess.run([sys.executable, HERE / "make_capture.py", path, "--packets", str(packets)],
+                       check=True, stdout=subprocess.DEVNULL)
+    with open(path, "rb") as f:  # into the page cache, so no tool pays for the first read
+        while f.read(1 << 24):
+            pass
+    return path, json.loads(expected.read_text())
+
+
+def hs_command() -> list[str] | None:
+    """``hs`` if installed, else ``python -m handshake_score``; None if neither can run."""
+    cmd = [shutil.which("hs")] if shutil.which("hs") else [sys.executable, "-m", "handshake_score"]
+    ok = subprocess.run([*cmd, "--help"], capture_output=True, cwd=HERE.parent).returncode == 0
+    return cmd if ok else None
+
+
+def check_hs(out: str, truth: dict) -> str:
+    """Compare ``hs score --json`` output with the generator's ground truth."""
+    got = json.loads(out)
+    diffs = [f"{k}: {got.get(k)} != {truth[k]}" for k in KINDS if got.get(k) != truth[k]]
+    return "matches ground truth" if not diffs else "MISMATCH " + "; ".join(diffs)
+
+
+def check_count(name: str, got: int, want: int) -> str:
+    return f"{got} {name} = truth" if got == want else f"MISMATCH {name}: {got} != {want}"
+
+
+def check_dpkt(out: str, truth: dict) -> str:
+    got = json.loads(out)
+    keys = ("packets", "syn_packets", "syn_ack_packets", "rst_packets")
+    bad = [f"{k}: {got[k]} != {truth[k]}" for k in keys if got[k] != truth[k]]
+    return "SYN/SYN-ACK/RST counts = truth" if not bad else "MISMATCH " + "; ".join(bad)
+
+
+def count_pcap_records(path: Path) -> int:
+    """Records in a microsecond/nanosecond little-endian pcap file (tcpdump's output)."""
+    data, n, off = path.read_bytes(), 0, 24
+    while off + 16 <= len(data):
+        off += 16 + int.from_bytes(data[off + 8:off + 12], "little")
+        n += 1
+    return n
+
+
+def tools(path: Path, truth: dict, prefix: Path, prefix_truth: int, hs: list[str] | None) -> list[dict]:
+    """What to run: name, argv, packets in the file it reads, and a check of its output."""
+    py = sys.executable
+    rows = [
+        dict(name="tcpdump (BPF filter, C)", argv=["tcpdump", "-r", path, "-w", "/dev/null", BPF],
+             packets=truth["packets"], check=lambda out: "filter only (output checked separately)"),
+        dict(name="tshark -T fields -Y", packets=truth["packets"],
+             argv=["tshark", "-r", path, "-T", "fields", "-e", "frame.time_epoch", "-e", "tcp.flags", "-Y", FILTER],
+             check=lambda out: check_count("SYN/RST lines", len(out.splitlines()), truth["syn_or_rst_packets"])),
+        dict(name="dpkt", argv=[py, HERE / "peer_dpkt.py", path], packets=truth["packets"],
+             check=lambda out: check_dpkt(out, truth)),
+        dict(name=f"pyshark FileCapture (first {prefix_truth['packets']:,} packets)",
+             argv=[py, HERE / "peer_pyshark.py", prefix], packets=prefix_truth["packets"],
+             check=lambda out: check_count("SYN/RST packets", json.loads(out)["syn_or_rst_packets"],
+                                           prefix_truth["syn_or_rst_packets"])),
+    ]
+    if hs:
+        rows.insert(0, dict(name="hs score --json", argv=[*hs, "score", path, "--json"],
+                            packets=truth["packets"], check=lambda out: check_hs(out, truth)))
+    return [r for r in rows if shutil.which(str(r["argv"][0]))]
+
+
+def make_prefix(path: Path, packets: int) -> tuple[Path, dict]:
+    """The first ``packets`` packets of ``path`` (editcap), with tshark's SYN/RST count as truth."""
+    prefix = path.with_name(f"{path.stem}-first{packets}.pcap")
+    if not prefix.exists():
+        subprocess.run(["editcap", "-r", path, prefix, f"1-{packets}"], check=True)
+    lines = subprocess.run(["tshark", "-r", prefix, "-Y", FILTER, "-T", "fields", "-e", "frame.number"],
+                           capture_output=True, text=True, check=True).stdout
+    return prefix, {"packets": packets, "syn_or_rst_packets": len(lines.splitlines())}
+
+
+def run_all(rows: list[dict], runs: int) -> None:
+    """Fill each row with seconds/RSS of every run, tools taking turns."""
+    for r in rows:
+        r["seconds"], r["rss"] = [], []
+    for i in range(runs):
+        for r in rows:
+            seconds, rss, out = measure(r["argv"])
+            r["seconds"].append(seconds)
+            r["rss"].append(rss)
+            if i == 0:
+                r["result"] = r["check"](out)
+            print(f"  run {i + 1}/{runs} {r['name']}: {seconds:.2f} s, {rss:.0f} MB", flush=True)
+
+
+def tcpdump_check(row: dict, path: Path, truth: dict) -> None:
+    """One untimed tcpdump run written to a file, to check its filter found every SYN/RST."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, "out.pcap")
+        subprocess.run(["tcpdump", "-r", path, "-w", out, BPF], check=True, stderr=subprocess.DEVNULL)
+        row["result"] = check_count("SYN/RST packets kept", count_pcap_records(out), truth["syn_or_rst_packets"])
+
+
+def rss_sweep(hs: list[str], sizes: list[int], runs: int) -> list[dict]:
+    """hs score's time and peak RSS on captures of growing size."""
+    rows = []
+    for n in sizes:
+        path, truth = capture(n)
+        r = dict(name=f"hs score, {n:,} packets", argv=[*hs, "score", path, "--json"], packets=n,
+                 check=lambda out, t=truth: check_hs(out, t), size_mb=path.stat().st_size / 2**20)
+        run_all([r], runs)
+        rows.append(r)
+    return rows
+
+
+def summarise(r: dict) -> None:
+    r["median_s"] = statistics.median(r["seconds"])
+    r["pps"] = r["packets"] / r["median_s"]
+    r["rss_mb"] = statistics.median(r["rss"])
+    r["rss_max"] = max(r["rss"])
+
+
+def ratio(hs_pps: float | None, r: dict) -> str:
+    if hs_pps is None:
+        return "-"
+    x = hs_pps / r["pps"]
+    return "1x (itself)" if r["name"].startswith("hs ") else f"hs is {x:,.1f}x" if x >= 1 else f"hs is {x:.2f}x ({1 / x:.1f}x slower)"
+
+
+def machine() -> list[str]:
+    def first_line(cmd):
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            return (res.stdout or res.stderr).strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "not installed"
+
+    def version(pkg):
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    mem = next(int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal"))
+    return [
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"- CPU: {cpu}, {os.cpu_count()} cores; memory {mem / 2**20:.1f} GiB; {platform.system()} {platform.release()}",
+        f"- Python {platform.python_version()}, numpy {version('numpy')}, dpkt {version('dpkt')}, "
+        f"pyshark {version('pyshark')}, handshake-score {version('handshake-score')}",
+        f"- {first_line(['tshark', '--version'])}; {first_line(['tcpdump', '--version'])}",
+    ]
+
+
+def table(rows: list[dict], hs_pps: float | None) -> list[str]:
+    out = ["| tool | packets | runs | median s | packets/s | peak RSS MB | hs speed vs it | output |",
+           "|---|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        out.append(f"| {r['name']} | {r['packets']:,} | {len(r['seconds'])} | {r['median_s']:.3f} | "
+                   f"{r['pps']:,.0f} | {r['rss_mb']:.0f} | {ratio(hs_pps, r)} | {r['result']} |")
+    return out
+
+
+def sweep_table(rows: list[dict]) -> list[str]:
+    out = ["| capture | file MB | runs | median s | packets/s | peak RSS MB (median / max) | output |",
+           "|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        out.append(f"| {r['packets']:,} packets | {r['size_mb']:.0f} | {len(r['seconds'])} | {r['median_s']:.3f} | "
+                   f"{r['pps']:,.0f} | {r['rss_mb']:.0f} / {r['rss_max']:.0f} | {r['result']} |")
+    return out
+
+
+def verdicts(hs_row: dict | None, sweep: list[dict]) -> list[str]:
+    if hs_row is None:
+        return ["- hs score could not run: no verdict."]
+    met = lambda ok: "**met**" if ok else "**not met**"
+    lines = [f"- Target >= {TARGET_PPS:,} packets/s end to end: {met(hs_row['pps'] >= TARGET_PPS)} "
+             f"(median {hs_row['pps']:,.0f} packets/s)",
+             f"- Target peak RSS <= {TARGET_RSS_MB} MB: {met(hs_row['rss_max'] <= TARGET_RSS_MB)} "
+             f"(highest of {len(hs_row['rss'])} runs: {hs_row['rss_max']:.0f} MB)"]
+    if len(sweep) >= 2:
+        lo, hi = sweep[0], sweep[-1]
+        flat = hi["rss_max"] <= 1.2 * lo["rss_max"] + 10
+        lines.append(f"- RSS flat as the file grows ({hi['packets'] // lo['packets']}x the packets, largest peak "
+                     f"<= 1.2x smallest + 10 MB): {met(flat)} ({lo['rss_max']:.0f} MB -> {hi['rss_max']:.0f} MB)")
+    return lines
+
+
+def report(args, path, truth, rows, sweep, hs_row) -> str:
+    hs_pps = hs_row["pps"] if hs_row else None
+    n = truth["notes"]
+    lines = [
+        "# hs score benchmark", "",
+        f"`python benchmarks/bench_score.py --packets {args.packets} --runs {args.runs}` "
+        "(see benchmarks/README.md). Medians of the runs; each tool a fresh process per run, tools taking "
+        "turns; peak RSS is each process's own (median of runs).", "",
+        "## Machine", "", *machine(), "",
+        "## Capture", "",
+        f"`{path.name}`: {truth['packets']:,} packets, pcap, snap length {truth['snaplen']}, "
+        f"{path.stat().st_size / 2**20:.0f} MB, seed {truth['seed']}; {truth['connections']:,} connections, "
+        f"{truth['ipv6_packets'] / truth['packets']:.0%} IPv6 packets, "
+        f"{truth['syn_or_rst_packets'] / truth['packets']:.1%} SYN/RST packets. Expected notes: "
+        + ", ".join(f"{k} {v:,}" for k, v in n.items()) + "; handshakes: "
+        + ", ".join(f"{k} {v:,}" for k, v in truth["handshakes"].items()) + ".", "",
+        "## Speed and memory", "", *table(rows, hs_pps), "",
+        "pyshark is measured on a prefix of the same capture (it runs at a few thousand packets/s); "
+        "its ratio compares hs on the full file with pyshark on the prefix. "
+        "tcpdump only filters (C, BPF) and writes to /dev/null; it is the ceiling, not a peer.", "",
+    ]
+    if sweep:
+        lines += ["## RSS as the file grows (hs score)", "", *sweep_table(sweep), ""]
+    lines += ["## Targets", "", *verdicts(hs_row, sweep), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    ap.add_argument("--prefix", type=int, default=20_000, help="packets pyshark reads")
+    ap.add_argument("--rss-sizes", default="250000,1000000,3000000",
+                    help="capture sizes for the RSS sweep of hs score (comma-separated; empty: none)")
+    args = ap.parse_args(argv)
+    path, truth = capture(args.packets)
+    prefix, prefix_truth = make_prefix(path, min(args.prefix, args.packets))
+    hs = hs_command()
+    if hs is None:
+        print("hs score cannot run yet (neither `hs` nor `python -m handshake_score`): peers only", file=sys.stderr)
+    rows = tools(path, truth, prefix, prefix_truth, hs)
+    print(f"timing {len(rows)} tools on {path.name}, {args.runs} runs each", flush=True)
+    run_all(rows, args.runs)
+    for r in rows:
+        summarise(r)
+        if r["name"].startswith("tcpdump"):
+            tcpdump_check(r, path, truth)
+    hs_row = rows[0] if hs else None
+    sizes = [int(s) for s in args.rss_sizes.split(",") if s.strip()]
+    sweep = rss_sweep(hs, sizes, min(args.runs, 3)) if hs and sizes else []
+    for r in sweep:
+        summarise(r)
+    text = report(args, path, truth, rows, sweep, hs_row)
+    print("\n" + text)
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    mismatched = any("MISMATCH" in r["result"] for r in rows + sweep)
+    return 1 if mismatched else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Capture records of one chunk, and the buffer that streams a file in chunks.
+
+Format readers (:mod:`.pcap`, :mod:`.pcapng`) walk record headers and describe
+each chunk as :class:`Records`; :mod:`.decode` reads the packets in it. Times
+and original lengths are computed only for the records that are asked for,
+which on a busy capture is a small part of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterator, Protocol
+
+import numpy as np
+
+from ..errors import CaptureError
+
+
+def be_views(buf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``u8``, big-endian ``u16`` and ``u32`` views of ``buf`` indexed by *byte* offset
+    (stride 1, so reads need no alignment and copy nothing)."""
+    u8 = np.frombuffer(buf, np.uint8)
+    n = len(u8)
+    u16 = np.ndarray((max(n - 1, 0),), ">u2", buf, 0, (1,))
+    u32 = np.ndarray((max(n - 3, 0),), ">u4", buf, 0, (1,))
+    return u8, u16, u32
+
+
+def le_views(buf) -> tuple[np.ndarray, np.ndarray]:
+    """Little-endian ``u16`` and ``u32`` views indexed by byte offset."""
+    n = len(buf)
+    return (np.ndarray((max(n - 1, 0),), "<u2", buf, 0, (1,)),
+            np.ndarray((max(n - 3, 0),), "<u4", buf, 0, (1,)))
+
+
+@dataclass
+class Records:
+    """The packet records of one chunk of a capture file.
+
+    ``start`` and ``caplen`` locate each packet's bytes in ``buf``; ``linktype``
+    is one link type for all (pcap) or one per record (pcapng).
+    ``time_ns(i)`` and ``origlen(i)`` compute those fields for the records ``i``.
+    """
+
+    buf: memoryview
+    start: np.ndarray
+    caplen: np.ndarray
+    linktype: int | np.ndarray
+    time_ns: Callable[[np.ndarray], np.ndarray]
+    origlen: Callable[[np.ndarray], np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+class ChunkBuffer:
+    """A fixed buffer over a file: the unread tail of one chunk moves to the
+    front and the rest is filled from the file, so memory stays bounded by the
+    chunk size (or by the largest single record, if that is larger)."""
+
+    def __init__(self, f: BinaryIO, path: str, size: int, offset: int, head: bytes = b""):
+        self.f, self.path = f, path
+        self.buf = bytearray(max(size, len(head) + 4096))
+        self.buf[: len(head)] = head
+        self.n = len(head)          # valid bytes in buf
+        self.base = offset - len(head)  # file offset of buf[0]
+        self.eof = False
+
+    def view(self) -> memoryview:
+        return memoryview(self.buf)[: self.n]
+
+    def advance(self, consumed: int, need: int = 0) -> bool:
+        """Drop ``consumed`` bytes and read on, making room for at least ``need``
+        bytes; False once the file is exhausted and nothing new was read."""
+        rest = self.n - consumed
+        if rest and consumed:
+            self.buf[:rest] = self.buf[consumed : self.n]
+        self.base += consumed
+        self.n = rest
+        if need > len(self.buf):
+            grown = bytearray(need + (need >> 2))
+            grown[:rest] = self.buf[:rest]
+            self.buf = grown
+        if self.eof:
+            return False
+        before = self.n
+        with memoryview(self.buf) as mv:
+            while self.n < len(self.buf):
+                try:
+                    got = self.f.readinto(mv[self.n :])
+                except OSError as e:
+                    raise CaptureError(self.path, f"read failed: {e.strerror or e}") from None
+                if not got:
+                    self.eof = True
+                    break
+                self.n += got
+        return self.n > before
+
+
+class RecordFormat(Protocol):
+    buffer: ChunkBuffer
+    truncated_at: int | None
+
+    def _chunk(self, mv: memoryview, n: int) -> tuple[int, int, Records | None]:
+        """Describe the whole records at the front of ``mv[:n]``:
+        (bytes consumed, bytes needed to go on, records or None)."""
+
+
+def read_chunks(fmt: RecordFormat) -> Iterator[Records]:
+    """Drive a format's ``_chunk`` over its file; a file that ends inside a
+    record sets ``fmt.truncated_at`` to where that record starts."""
+    buf = fmt.buffer
+    buf.advance(0)
+    while buf.n:
+        consumed, need, records = fmt._chunk(buf.view(), buf.n)
+        if records is not None:
+            yield records
+            del records
+        if not consumed:
+            if buf.eof:
+                fmt.truncated_at = buf.base
+                return
+            need = max(need, buf.n + 1)
+        buf.advance(consumed, need)

@@ -1,0 +1,342 @@
+"""The handshake tracker: one state machine for recorded and live captures.
+
+Fed TCP segments in capture order, it follows each connection attempt through
+named states, as Zeek's TCP analyzer names a connection's, and emits a
+:class:`Note` the moment a packet of the handshake is seen:
+
+    SYN_SENT --SYN-ACK--> SYN_ACK_SEEN --ACK--> ESTABLISHED
+        \\--RST (server)--> REFUSED     \\--RST--> RESET
+
+An attempt is (client address and port, server address and port, client ISN).
+Its record leaves the table when an RST ends it, when the same ports open a
+new attempt, when it is ``timeout_s`` old (long enough for a client's SYN
+retries: Linux gives up after 127 s), or, past ``max_attempts`` open records,
+oldest first (counted as evicted). Each record is reported once, through
+``on_close``, when it leaves.
+
+Most segments of a capture are data and ACKs that cannot touch a handshake.
+:meth:`HandshakeTracker.wanted` picks, with numpy, the few that can; feeding
+all segments gives exactly the same notes, only slower.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from .segments import ACK, RST, SYN, TcpBatch, flow_endpoints
+
+_MOD = 0xFFFFFFFF
+
+
+class Kind(StrEnum):
+    SYN = "syn"
+    SYN_RETRY = "syn-retry"
+    SYN_ACK = "syn-ack"
+    SYN_ACK_RETRY = "syn-ack-retry"
+    ACK = "ack"
+    RST = "rst"
+
+
+class Outcome(StrEnum):
+    COMPLETE = "complete"
+    REFUSED = "refused"
+    UNANSWERED = "unanswered"
+    INCOMPLETE = "incomplete"
+
+
+class State(IntEnum):
+    SYN_SENT = 1      # the client's SYN seen, no answer yet
+    SYN_ACK_SEEN = 2  # the server answered; waiting for the client's ACK
+    ESTABLISHED = 3   # the client's ACK completed the handshake
+    REFUSED = 4       # the server reset it before any SYN-ACK
+    RESET = 5         # reset by either side after the SYN-ACK, or by the client before it
+
+
+@dataclass(slots=True, eq=False)
+class Handshake:
+    """One connection attempt and what became of it. Times are capture
+    nanoseconds; ``None`` where that packet was never seen."""
+
+    id: int
+    flow: bytes            # client -> server, see segments.SEGMENT
+    isn: int               # the client's initial sequence number
+    syn_ns: int
+    syn_data: int = 0      # payload of the SYN (TCP Fast Open)
+    state: State = State.SYN_SENT
+    server_isn: int | None = None
+    syn_ack_ns: int | None = None
+    ack_ns: int | None = None
+    rst_ns: int | None = None
+    syns: int = 1
+    syn_acks: int = 0
+    closed: bool = False
+
+    @property
+    def client(self) -> tuple[str, int]:
+        return flow_endpoints(self.flow)[0]
+
+    @property
+    def server(self) -> tuple[str, int]:
+        return flow_endpoints(self.flow)[1]
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.state is State.ESTABLISHED:
+            return Outcome.COMPLETE
+        if self.state is State.REFUSED:
+            return Outcome.REFUSED
+        return Outcome.UNANSWERED if self.syn_ack_ns is None else Outcome.INCOMPLETE
+
+    @property
+    def syn_to_syn_ack_ns(self) -> int | None:
+        """First SYN to first SYN-ACK: negative when the capture saw the SYN-ACK first."""
+        return None if self.syn_ack_ns is None else self.syn_ack_ns - self.syn_ns
+
+    @property
+    def syn_ack_to_ack_ns(self) -> int | None:
+        return None if self.ack_ns is None else self.ack_ns - self.syn_ack_ns
+
+
+class Note(NamedTuple):
+    """A strike: one packet of a handshake, at its capture time."""
+
+    time_ns: int
+    kind: Kind
+    handshake: Handshake
+
+
+class HandshakeTracker:
+    """Follows TCP handshakes through the segments it is fed.
+
+    ``timeout_s``: how long an attempt stays in the table after its first SYN.
+    ``max_attempts``: the table's size cap; past it the oldest are evicted.
+    ``orphan_s``: how long a SYN-ACK seen before its SYN waits for it.
+    ``on_close(handshake)``: called once per attempt when it leaves the table.
+    """
+
+    def __init__(self, timeout_s: float = 135.0, max_attempts: int = 200_000, orphan_s: float = 2.0,
+                 on_close: Callable[[Handshake], None] | None = None):
+        if timeout_s <= 0 or max_attempts < 1 or orphan_s < 0:
+            raise ValueError("timeout_s and orphan_s must be positive, max_attempts at least 1")
+        self.timeout_ns = int(timeout_s * 1e9)
+        self.orphan_ns = int(orphan_s * 1e9)
+        self.max_attempts = max_attempts
+        self.on_close = on_close
+        self.notes = dict.fromkeys(Kind, 0)
+        self.outcomes = dict.fromkeys(Outcome, 0)
+        self.evicted = 0
+        self._flows: dict[bytes, Handshake] = {}   # client->server flow -> its latest attempt
+        self._queue: deque[Handshake] = deque()     # attempts in the order they opened
+        self._orphans: OrderedDict[bytes, list] = OrderedDict()  # flow -> [time, seq, ack, count]
+        self._next_id = 1
+        self._now = -(1 << 62)
+        # the prefilter: keys (ack << 32 | client port << 16 | server port) of completing ACKs awaited
+        self._awaited: list[tuple[int, int]] = []
+        self._keys = np.zeros(0, np.uint64)
+        self._key_times = np.zeros(0, np.int64)
+
+    # -- the fast path -------------------------------------------------------------
+
+    def wanted(self, batch: TcpBatch) -> np.ndarray:
+        """Which segments of ``batch`` can change a handshake: every SYN and RST,
+        and the ACKs whose number and ports match a SYN-ACK, of this batch or
+        awaited from before. A superset: :meth:`feed` checks each exactly."""
+        flags = batch.flags
+        syn = (flags & SYN) != 0
+        keep = syn | ((flags & RST) != 0)
+        plain_ack = (flags & (SYN | RST | ACK)) == ACK
+        self._merge_awaited()
+        synack = syn & ((flags & ACK) != 0)
+        keys = self._keys
+        if synack.any():  # key of the ACK that would complete each SYN-ACK
+            keys = np.concatenate([keys, self._key(batch.seq[synack] + np.uint32(1), batch.dport[synack], batch.sport[synack])])
+        if len(keys):
+            acks = np.flatnonzero(plain_ack)
+            keep[acks[np.isin(self._key(batch.ack[acks], batch.sport[acks], batch.dport[acks]), keys)]] = True
+        return keep
+
+    def feed_batch(self, batch: TcpBatch) -> list[Note]:
+        """Feed the segments of ``batch`` that :meth:`wanted` picks."""
+        if not len(batch):
+            return []
+        return self.feed(batch.select(self.wanted(batch)))
+
+    @staticmethod
+    def _key(ack, client_port, server_port) -> np.ndarray:
+        return (ack.astype(np.uint64) << np.uint64(32)) | (client_port.astype(np.uint64) << np.uint64(16)) | server_port
+
+    def _merge_awaited(self) -> None:
+        if not self._awaited:
+            return
+        new_keys, new_times = zip(*self._awaited)
+        self._awaited.clear()
+        keys = np.concatenate([self._keys, np.array(new_keys, np.uint64)])
+        times = np.concatenate([self._key_times, np.array(new_times, np.int64)])
+        if len(keys) > 2 * max(len(self._keys), 1024):  # prune what no attempt can still use
+            live = times >= self._now - self.timeout_ns - self.orphan_ns
+            keys, times = keys[live], times[live]
+            if len(keys) > 4 * self.max_attempts:  # a flood of SYN-ACKs: rebuild from the table
+                keys, times = self._rebuild_keys()
+        self._keys, self._key_times = keys, times
+
+    def _rebuild_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        rows = [(self._await_key(h.flow, h.server_isn), h.syn_ack_ns) for h in self._flows.values()
+                if h.state is State.SYN_ACK_SEEN]
+        rows += [(self._await_key(f, o[1]), o[0]) for f, o in self._orphans.items()]
+        return np.array([k for k, _ in rows], np.uint64), np.array([t for _, t in rows], np.int64)
+
+    @staticmethod
+    def _await_key(flow: bytes, server_isn: int) -> int:
+        return (((server_isn + 1) & _MOD) << 32) | int.from_bytes(flow[16:18], "big") << 16 | int.from_bytes(flow[34:36], "big")
+
+    # -- the state machine ---------------------------------------------------------
+
+    def feed(self, segments: np.ndarray) -> list[Note]:
+        """Feed segments (an array of ``SEGMENT``) in capture order; the notes they make."""
+        notes: list[Note] = []
+        if not len(segments):
+            return notes
+        self.tick(int(segments["time_ns"][0]))
+        raw = segments["flow"]
+        swapped = np.ascontiguousarray(raw).view(np.uint8).reshape(-1, 36)[:, np.r_[18:36, 0:18]]
+        reverse = np.ascontiguousarray(swapped).view("V36").ravel().tolist()
+        rows = zip(segments["time_ns"].tolist(), raw.tolist(), reverse, segments["flags"].tolist(),
+                   segments["seq"].tolist(), segments["ack"].tolist(), segments["payload"].tolist())
+        for t, flow, rflow, flags, seq, ack, payload in rows:
+            if t > self._now:
+                self._now = t
+            if flags & SYN:
+                if flags & RST:
+                    continue  # SYN+RST is no handshake packet
+                if flags & ACK:
+                    self._syn_ack(t, rflow, seq, ack, notes)
+                else:
+                    self._syn(t, flow, seq, payload, notes)
+            elif flags & RST:
+                self._rst(t, flow, rflow, notes)
+            elif flags & ACK:
+                h = self._flows.get(flow)
+                if h is not None and h.state is State.SYN_ACK_SEEN and ack == (h.server_isn + 1) & _MOD:
+                    h.ack_ns = t
+                    h.state = State.ESTABLISHED
+                    self._note(notes, t, Kind.ACK, h)
+        if len(self._flows) > self.max_attempts:
+            self._evict()
+        return notes
+
+    def tick(self, now_ns: int) -> None:
+        """Let time pass (the live path calls this when the wire is quiet):
+        attempts older than the timeout leave the table."""
+        if now_ns > self._now:
+            self._now = now_ns
+        horizon = self._now - self.timeout_ns
+        queue = self._queue
+        while queue and queue[0].syn_ns <= horizon:
+            h = queue.popleft()
+            if not h.closed:
+                self._close(h)
+        horizon = self._now - self.orphan_ns
+        orphans = self._orphans
+        while orphans and next(iter(orphans.values()))[0] <= horizon:
+            orphans.popitem(last=False)
+
+    def close(self) -> None:
+        """The capture has ended: report every attempt still in the table."""
+        for h in list(self._flows.values()):
+            self._close(h)
+        self._queue.clear()
+        self._orphans.clear()
+
+    @property
+    def open_attempts(self) -> int:
+        return len(self._flows)
+
+    def _note(self, notes: list, t: int, kind: Kind, h: Handshake) -> None:
+        self.notes[kind] += 1
+        notes.append(Note(t, kind, h))
+
+    def _syn(self, t: int, flow: bytes, isn: int, payload: int, notes: list) -> None:
+        h = self._flows.get(flow)
+        if h is not None:
+            if h.isn == isn:
+                if h.state is State.SYN_SENT or h.state is State.SYN_ACK_SEEN:
+                    h.syns += 1
+                    self._note(notes, t, Kind.SYN_RETRY, h)
+                return  # a duplicate SYN after the handshake completed says nothing new
+            self._close(h)  # the same ports with a new ISN: a new attempt
+        h = Handshake(self._next_id, flow, isn, t, payload)
+        self._next_id += 1
+        self._flows[flow] = h
+        self._queue.append(h)
+        self._note(notes, t, Kind.SYN, h)
+        orphan = self._orphans.pop(flow, None)
+        if orphan is not None and self._answers(h, orphan[2]):
+            t0, seq, _, count = orphan
+            h.server_isn, h.syn_ack_ns, h.syn_acks, h.state = seq, t0, count, State.SYN_ACK_SEEN
+            self._note(notes, t0, Kind.SYN_ACK, h)
+            for _ in range(count - 1):
+                self._note(notes, t0, Kind.SYN_ACK_RETRY, h)
+            self._awaited.append((self._await_key(flow, seq), t0))
+
+    @staticmethod
+    def _answers(h: Handshake, ack: int) -> bool:
+        return ack == (h.isn + 1) & _MOD or (h.syn_data and ack == (h.isn + 1 + h.syn_data) & _MOD)
+
+    def _syn_ack(self, t: int, flow: bytes, seq: int, ack: int, notes: list) -> None:
+        """``flow`` is client -> server (the SYN-ACK travels the other way)."""
+        h = self._flows.get(flow)
+        if h is None or not self._answers(h, ack):
+            if h is None:  # perhaps captured a moment before its SYN
+                orphan = self._orphans.get(flow)
+                if orphan is None:
+                    self._orphans[flow] = [t, seq, ack, 1]
+                    self._awaited.append((self._await_key(flow, seq), t))
+                    if len(self._orphans) > self.max_attempts:
+                        self._orphans.popitem(last=False)
+                elif orphan[2] == ack:
+                    orphan[3] += 1
+            return
+        if h.syn_ack_ns is None:
+            if h.state is not State.SYN_SENT:
+                return  # reset before any SYN-ACK
+            h.server_isn, h.syn_ack_ns, h.syn_acks, h.state = seq, t, 1, State.SYN_ACK_SEEN
+            self._note(notes, t, Kind.SYN_ACK, h)
+            self._awaited.append((self._await_key(flow, seq), t))
+        else:
+            h.syn_acks += 1
+            self._note(notes, t, Kind.SYN_ACK_RETRY, h)
+
+    def _rst(self, t: int, flow: bytes, rflow: bytes, notes: list) -> None:
+        h = self._flows.get(rflow)  # sent by the server of an attempt?
+        by_server = h is not None and h.state <= State.SYN_ACK_SEEN
+        if not by_server:
+            h = self._flows.get(flow)  # or by its client
+            if h is None or h.state > State.SYN_ACK_SEEN:
+                return
+        h.rst_ns = t
+        h.state = State.REFUSED if by_server and h.syn_ack_ns is None else State.RESET
+        self._note(notes, t, Kind.RST, h)
+        self._close(h)
+
+    def _close(self, h: Handshake) -> None:
+        h.closed = True
+        if self._flows.get(h.flow) is h:
+            del self._flows[h.flow]
+        self.outcomes[h.outcome] += 1
+        if self.on_close is not None:
+            self.on_close(h)
+
+    def _evict(self) -> None:
+        queue = self._queue
+        while len(self._flows) > self.max_attempts and queue:
+            h = queue.popleft()
+            if not h.closed:
+                self.evicted += 1
+                self._close(h)
+        if len(queue) > 2 * self.max_attempts:  # closed attempts linger in the queue: drop them
+            self._queue = deque(h for h in queue if not h.closed)

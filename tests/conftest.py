@@ -1,0 +1,71 @@
+"""Shared fixtures.
+
+``HS_REQUIRE_TSHARK=1`` (set by ``.ci/run``) turns every "tshark/dumpcap not
+installed" or "cannot capture here" skip into a failure, so CI never passes by
+skipping the tests that stand on the real Wireshark tools.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+KINDS = ["syn", "syn-retry", "syn-ack", "syn-ack-retry", "ack", "rst"]
+OUTCOMES = ["complete", "refused", "unanswered", "incomplete"]
+
+
+def missing(what: str) -> None:
+    """Skip for a missing tool or permission, or fail where CI requires the real thing."""
+    if os.environ.get("HS_REQUIRE_TSHARK") == "1":
+        pytest.fail(f"{what} (HS_REQUIRE_TSHARK=1 turns this skip into a failure)")
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="session")
+def tshark() -> str:
+    path = shutil.which("tshark")
+    if not path:
+        missing("tshark is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def dumpcap() -> str:
+    path = shutil.which("dumpcap")
+    if not path:
+        missing("dumpcap is not installed")
+    return path
+
+
+def corpus_expectations() -> dict[str, dict]:
+    """The expected figures table of ``../shared/corpus/README.md``, per file:
+    note counts, outcome counts and the delays its last column states (ms)."""
+    text = (CORPUS / "README.md").read_text()
+    rows: dict[str, dict] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 12 or not re.fullmatch(r"[\w.-]+\.pcap(ng)?", cells[0]):
+            continue
+        numbers = [int(c) for c in cells[1:11]]
+        note = cells[11]
+        delays = re.findall(r"SYN->SYN-ACK (?:exactly )?([\d.]+) (m?s), SYN-ACK->ACK (?:exactly )?([\d.]+) (m?s)", note)
+        rows[cells[0]] = {
+            "notes": dict(zip(KINDS, numbers[:6])),
+            "handshakes": dict(zip(OUTCOMES, numbers[6:])),
+            "delays": delays[0] if delays else None,
+            "what": note,
+        }
+    return rows
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.fail(f"the shared corpus is missing at {CORPUS}")
+    return CORPUS

@@ -1,0 +1,140 @@
+"""Handshakes made on loopback, recorded with dumpcap, then scored: the notes must
+name exactly the connections the test made (by the clients' own port numbers),
+no more and no fewer, with sane delays; ``hs score --json`` must agree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+
+from conftest import KINDS, OUTCOMES, ROOT
+from loopback import V4, V6, make_capture
+
+from handshake_score.summary import score_files
+
+EXAMPLE = ROOT / "captures" / "example-loopback.pcapng"
+
+
+def frame_times(tshark: str, path) -> list[int]:
+    """Every frame's time in integer ns, as tshark reads the file."""
+    out = subprocess.run([tshark, "-r", str(path), "-T", "fields", "-e", "frame.time_epoch"],
+                         capture_output=True, text=True, check=True).stdout
+    return [int(Decimal(line) * 1_000_000_000) for line in out.split()]
+
+
+def score(path):
+    notes = []
+    summary = score_files([path], on_note=notes.append)
+    return summary.as_dict(), notes
+
+
+def check(tshark: str, path, made) -> tuple[dict, list]:
+    """Score ``path`` and check it against ``made`` (from ``make_capture``): counts,
+    which connection each note names, outcomes, note times and delays."""
+    got, notes = score(path)
+    outcomes = Counter(outcome for outcome, _, _ in made)
+    done, refused = outcomes["complete"], outcomes["refused"]
+    assert got["notes"] == dict.fromkeys(KINDS, 0) | {"syn": len(made), "syn-ack": done, "ack": done, "rst": refused}
+    assert got["handshakes"] == dict.fromkeys(OUTCOMES, 0) | {"complete": done, "refused": refused}
+    times = frame_times(tshark, path)
+    assert got["packets"] == len(times)
+
+    # Each note names a connection that was made, by its client socket's own port.
+    named = {k: Counter((n.handshake.client, n.handshake.server) for n in notes if n.kind == k) for k in KINDS}
+    attempts = Counter((c, s) for _, c, s in made)
+    assert named["syn"] == attempts
+    assert named["syn-ack"] == named["ack"] == Counter((c, s) for o, c, s in made if o == "complete")
+    assert named["rst"] == Counter((c, s) for o, c, s in made if o == "refused")
+    assert named["syn-retry"] == named["syn-ack-retry"] == Counter()
+    handshakes = {id(n.handshake): n.handshake for n in notes}.values()
+    assert Counter((h.client, h.server, h.outcome) for h in handshakes) == Counter((c, s, o) for o, c, s in made)
+
+    # Notes come in capture order, at the times of the packets, inside the capture.
+    note_times = [n.time_ns for n in notes]
+    assert note_times == sorted(note_times)
+    assert set(note_times) <= set(times)
+    span = times[-1] - times[0]
+    for n in notes:
+        h = n.handshake
+        assert n.time_ns == {"syn": h.syn_ns, "syn-ack": h.syn_ack_ns, "ack": h.ack_ns}.get(n.kind, n.time_ns)
+        if h.outcome == "complete":
+            assert 0 < h.syn_ack_ns - h.syn_ns < span and 0 < h.ack_ns - h.syn_ack_ns < span
+        elif n.kind == "rst":  # refused: the RST follows its SYN
+            assert h.syn_ack_ns is None and 0 < n.time_ns - h.syn_ns < span
+    return got, notes
+
+
+def cli_json(*paths) -> dict:
+    run = subprocess.run([sys.executable, "-m", "handshake_score", "score", *map(str, paths), "--json"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert (run.returncode, run.stderr) == (0, "")
+    return json.loads(run.stdout)
+
+
+@pytest.mark.capture
+def test_twenty_completed_ipv4(dumpcap, tshark, tmp_path):
+    made = make_capture(dumpcap, tmp_path / "v4.pcapng", [("complete", V4, 20)])
+    got, _ = check(tshark, tmp_path / "v4.pcapng", made)
+    assert got["notes"] == {"syn": 20, "syn-retry": 0, "syn-ack": 20, "syn-ack-retry": 0, "ack": 20, "rst": 0}
+    assert got["handshakes"] == {"complete": 20, "refused": 0, "unanswered": 0, "incomplete": 0}
+
+
+@pytest.mark.capture
+def test_five_refused(dumpcap, tshark, tmp_path):
+    made = make_capture(dumpcap, tmp_path / "refused.pcapng", [("refused", V4, 5)])
+    got, _ = check(tshark, tmp_path / "refused.pcapng", made)
+    assert got["notes"] == {"syn": 5, "syn-retry": 0, "syn-ack": 0, "syn-ack-retry": 0, "ack": 0, "rst": 5}
+    assert got["handshakes"] == {"complete": 0, "refused": 5, "unanswered": 0, "incomplete": 0}
+
+
+@pytest.mark.capture
+def test_ipv6_completed_and_refused(dumpcap, tshark, tmp_path):
+    made = make_capture(dumpcap, tmp_path / "v6.pcapng", [("complete", V6, 8), ("refused", V6, 3)])
+    got, notes = check(tshark, tmp_path / "v6.pcapng", made)
+    assert got["notes"] == {"syn": 11, "syn-retry": 0, "syn-ack": 8, "syn-ack-retry": 0, "ack": 8, "rst": 3}
+    assert got["handshakes"] == {"complete": 8, "refused": 3, "unanswered": 0, "incomplete": 0}
+    assert {n.handshake.client[0] for n in notes} == {"::1"}
+
+
+@pytest.mark.capture
+def test_three_hundred_at_once(dumpcap, tshark, tmp_path):
+    made = make_capture(dumpcap, tmp_path / "burst.pcapng", [("concurrent", V4, 300)])
+    assert len({c for _, c, _ in made}) == 300  # all open together: 300 distinct client sockets
+    got, _ = check(tshark, tmp_path / "burst.pcapng", made)
+    assert got["notes"] == {"syn": 300, "syn-retry": 0, "syn-ack": 300, "syn-ack-retry": 0, "ack": 300, "rst": 0}
+    assert got["handshakes"] == {"complete": 300, "refused": 0, "unanswered": 0, "incomplete": 0}
+
+
+@pytest.mark.capture
+def test_mixed_capture_and_cli(dumpcap, tshark, tmp_path):
+    path = tmp_path / "mixed.pcapng"
+    plan = [("complete", V4, 10), ("refused", V4, 4), ("complete", V6, 6), ("refused", V6, 2),
+            ("concurrent", V4, 100), ("concurrent", V6, 50), ("complete", V4, 3)]
+    made = make_capture(dumpcap, path, plan)
+    got, _ = check(tshark, path, made)
+    assert got["notes"] == {"syn": 175, "syn-retry": 0, "syn-ack": 169, "syn-ack-retry": 0, "ack": 169, "rst": 6}
+    assert got["handshakes"] == {"complete": 169, "refused": 6, "unanswered": 0, "incomplete": 0}
+    assert cli_json(path) == json.loads(json.dumps(got))
+
+
+def test_bundled_example_capture(tshark):
+    """captures/example-loopback.pcapng scores as captures/README.md says."""
+    got, notes = score(EXAMPLE)
+    assert got["packets"] == len(frame_times(tshark, EXAMPLE)) == 46
+    assert got["notes"] == {"syn": 5, "syn-retry": 0, "syn-ack": 4, "syn-ack-retry": 0, "ack": 4, "rst": 1}
+    assert got["handshakes"] == {"complete": 4, "refused": 1, "unanswered": 0, "incomplete": 0}
+    syns = [(n.handshake.client, n.handshake.server, n.handshake.outcome) for n in notes if n.kind == "syn"]
+    assert syns == [(("127.0.0.1", 42854), ("127.0.0.1", 38483), "complete"),
+                    (("127.0.0.1", 42860), ("127.0.0.1", 38483), "complete"),
+                    (("127.0.0.1", 42862), ("127.0.0.1", 38483), "complete"),
+                    (("127.0.0.1", 56067), ("127.0.0.1", 38247), "refused"),
+                    (("::1", 41704), ("::1", 33905), "complete")]
+    delays = [(n.handshake.syn_ack_ns - n.handshake.syn_ns, n.handshake.ack_ns - n.handshake.syn_ack_ns)
+              for n in notes if n.kind == "ack"]
+    assert delays == [(32137, 20060), (7110, 8062), (21332, 7892), (23415, 9565)]
+    assert cli_json(EXAMPLE) == json.loads(json.dumps(got))
