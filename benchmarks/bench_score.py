@@ -45,7 +45,7 @@ def measure(argv, timeout=900) -> tuple[float, float, str]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "out")
         res = subprocess.run([sys.executable, "-c", WRAPPER, str(out), str(timeout), *map(str, argv)],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=True, cwd=HERE.parent)
         seconds, rss_kib, rc = res.stdout.split()
         if rc != "0":
             err = Path(f"{out}.err").read_text(errors="replace").strip().splitlines()

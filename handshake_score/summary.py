@@ -35,8 +35,8 @@ class Summary:
     """What ``hs score`` reports: packets read, notes by kind, attempts by outcome, delays."""
 
     files: list[FileSummary] = field(default_factory=list)
-    notes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(map(str, Kind), 0))
-    handshakes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(map(str, Outcome), 0))
+    notes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Kind.ALL, 0))
+    handshakes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Outcome.ALL, 0))
     evicted: int = 0
     seconds: float = 0.0
     syn_to_syn_ack_ns: array = field(default_factory=lambda: array("q"))
@@ -102,9 +102,9 @@ def score_files(
         tracker.close()
         done += reader.size
         for kind, n in tracker.notes.items():
-            summary.notes[str(kind)] += n
+            summary.notes[kind] += n
         for outcome, n in tracker.outcomes.items():
-            summary.handshakes[str(outcome)] += n
+            summary.handshakes[outcome] += n
         summary.evicted += tracker.evicted
         summary.files.append(FileSummary(reader.path, reader.format, reader.size, reader.packets,
                                          reader.segments, reader.truncated_at))

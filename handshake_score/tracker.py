@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import IntEnum
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -31,22 +31,43 @@ import numpy as np
 from .segments import ACK, RST, SYN, TcpBatch, flow_endpoints
 
 _MOD = 0xFFFFFFFF
+_BITMAP_BITS = 20
+_BITMAP_SIZE = 1 << _BITMAP_BITS
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-class Kind(StrEnum):
+def _bucket(keys: np.ndarray) -> np.ndarray:
+    return (keys * _GOLDEN) >> np.uint64(64 - _BITMAP_BITS)
+
+
+def _among(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """``np.isin`` for keys kept sorted (isin would sort them again every batch)."""
+    if not len(sorted_keys):
+        return np.zeros(len(values), bool)
+    at = np.minimum(np.searchsorted(sorted_keys, values), len(sorted_keys) - 1)
+    return sorted_keys[at] == values
+
+
+class Kind:
+    """The note kinds: plain strings (an enum's hash is Python code, and notes are hot)."""
+
     SYN = "syn"
     SYN_RETRY = "syn-retry"
     SYN_ACK = "syn-ack"
     SYN_ACK_RETRY = "syn-ack-retry"
     ACK = "ack"
     RST = "rst"
+    ALL = (SYN, SYN_RETRY, SYN_ACK, SYN_ACK_RETRY, ACK, RST)
 
 
-class Outcome(StrEnum):
+class Outcome:
+    """What became of an attempt."""
+
     COMPLETE = "complete"
     REFUSED = "refused"
     UNANSWERED = "unanswered"
     INCOMPLETE = "incomplete"
+    ALL = (COMPLETE, REFUSED, UNANSWERED, INCOMPLETE)
 
 
 class State(IntEnum):
@@ -85,8 +106,8 @@ class Handshake:
         return flow_endpoints(self.flow)[1]
 
     @property
-    def outcome(self) -> Outcome:
-        if self.state is State.ESTABLISHED:
+    def outcome(self) -> str:
+        if self.state is _ESTABLISHED:
             return Outcome.COMPLETE
         if self.state is State.REFUSED:
             return Outcome.REFUSED
@@ -106,8 +127,13 @@ class Note(NamedTuple):
     """A strike: one packet of a handshake, at its capture time."""
 
     time_ns: int
-    kind: Kind
+    kind: str
     handshake: Handshake
+
+
+_new_note = tuple.__new__  # Note(...) without the Python-level __new__ of a NamedTuple
+_SYN_SENT, _SYN_ACK_SEEN, _ESTABLISHED = State.SYN_SENT, State.SYN_ACK_SEEN, State.ESTABLISHED
+_SYN, _SYN_RETRY, _SYN_ACK, _SYN_ACK_RETRY, _ACK, _RST = Kind.ALL
 
 
 class HandshakeTracker:
@@ -127,8 +153,8 @@ class HandshakeTracker:
         self.orphan_ns = int(orphan_s * 1e9)
         self.max_attempts = max_attempts
         self.on_close = on_close
-        self.notes = dict.fromkeys(Kind, 0)
-        self.outcomes = dict.fromkeys(Outcome, 0)
+        self.notes = dict.fromkeys(Kind.ALL, 0)
+        self.outcomes = dict.fromkeys(Outcome.ALL, 0)
         self.evicted = 0
         self._flows: dict[bytes, Handshake] = {}   # client->server flow -> its latest attempt
         self._queue: deque[Handshake] = deque()     # attempts in the order they opened
@@ -136,9 +162,11 @@ class HandshakeTracker:
         self._next_id = 1
         self._now = -(1 << 62)
         # the prefilter: keys (ack << 32 | client port << 16 | server port) of completing ACKs awaited
-        self._awaited: list[tuple[int, int]] = []
+        self._awaited_keys: list[int] = []
+        self._awaited_times: list[int] = []
         self._keys = np.zeros(0, np.uint64)
         self._key_times = np.zeros(0, np.int64)
+        self._bitmap = np.zeros(_BITMAP_SIZE, bool)  # hashed _keys: a cheap first test before the exact one
 
     # -- the fast path -------------------------------------------------------------
 
@@ -152,12 +180,18 @@ class HandshakeTracker:
         plain_ack = (flags & (SYN | RST | ACK)) == ACK
         self._merge_awaited()
         synack = syn & ((flags & ACK) != 0)
-        keys = self._keys
-        if synack.any():  # key of the ACK that would complete each SYN-ACK
-            keys = np.concatenate([keys, self._key(batch.seq[synack] + np.uint32(1), batch.dport[synack], batch.sport[synack])])
-        if len(keys):
+        keys, bitmap = self._keys, self._bitmap
+        fresh = np.zeros(0, np.uint64)
+        if synack.any():  # the key of the ACK that would complete each SYN-ACK
+            fresh = np.sort(self._key(batch.seq[synack] + np.uint32(1), batch.dport[synack], batch.sport[synack]))
+            bitmap = bitmap.copy()
+            bitmap[_bucket(fresh)] = True
+        if len(keys) or len(fresh):
             acks = np.flatnonzero(plain_ack)
-            keep[acks[np.isin(self._key(batch.ack[acks], batch.sport[acks], batch.dport[acks]), keys)]] = True
+            ack_keys = self._key(batch.ack[acks], batch.sport[acks], batch.dport[acks])
+            maybe = np.flatnonzero(bitmap[_bucket(ack_keys)])
+            candidates = ack_keys[maybe]
+            keep[acks[maybe[_among(candidates, keys) | _among(candidates, fresh)]]] = True
         return keep
 
     def feed_batch(self, batch: TcpBatch) -> list[Note]:
@@ -171,22 +205,28 @@ class HandshakeTracker:
         return (ack.astype(np.uint64) << np.uint64(32)) | (client_port.astype(np.uint64) << np.uint64(16)) | server_port
 
     def _merge_awaited(self) -> None:
-        if not self._awaited:
+        if not self._awaited_keys:
             return
-        new_keys, new_times = zip(*self._awaited)
-        self._awaited.clear()
-        keys = np.concatenate([self._keys, np.array(new_keys, np.uint64)])
-        times = np.concatenate([self._key_times, np.array(new_times, np.int64)])
-        if len(keys) > 2 * max(len(self._keys), 1024):  # prune what no attempt can still use
+        new = np.array(self._awaited_keys, np.uint64)
+        keys = np.concatenate([self._keys, new])
+        times = np.concatenate([self._key_times, np.array(self._awaited_times, np.int64)])
+        self._awaited_keys.clear()
+        self._awaited_times.clear()
+        self._bitmap[_bucket(new)] = True
+        order = np.argsort(keys, kind="stable")
+        keys, times = keys[order], times[order]
+        if len(keys) > 2 * max(len(self._keys) - len(new), 4096):  # prune what no attempt can still use
             live = times >= self._now - self.timeout_ns - self.orphan_ns
             keys, times = keys[live], times[live]
             if len(keys) > 4 * self.max_attempts:  # a flood of SYN-ACKs: rebuild from the table
                 keys, times = self._rebuild_keys()
+            self._bitmap[:] = False
+            self._bitmap[_bucket(keys)] = True
         self._keys, self._key_times = keys, times
 
     def _rebuild_keys(self) -> tuple[np.ndarray, np.ndarray]:
         rows = [(self._await_key(h.flow, h.server_isn), h.syn_ack_ns) for h in self._flows.values()
-                if h.state is State.SYN_ACK_SEEN]
+                if h.state is _SYN_ACK_SEEN]
         rows += [(self._await_key(f, o[1]), o[0]) for f, o in self._orphans.items()]
         return np.array([k for k, _ in rows], np.uint64), np.array([t for _, t in rows], np.int64)
 
@@ -201,31 +241,33 @@ class HandshakeTracker:
         notes: list[Note] = []
         if not len(segments):
             return notes
-        self.tick(int(segments["time_ns"][0]))
+        times = segments["time_ns"]
+        self.tick(int(times[0]))
         raw = segments["flow"]
         swapped = np.ascontiguousarray(raw).view(np.uint8).reshape(-1, 36)[:, np.r_[18:36, 0:18]]
         reverse = np.ascontiguousarray(swapped).view("V36").ravel().tolist()
-        rows = zip(segments["time_ns"].tolist(), raw.tolist(), reverse, segments["flags"].tolist(),
-                   segments["seq"].tolist(), segments["ack"].tolist(), segments["payload"].tolist())
-        for t, flow, rflow, flags, seq, ack, payload in rows:
-            if t > self._now:
-                self._now = t
+        ports = (segments["dport"].astype(np.int64) << 16 | segments["sport"]).tolist()  # an ACK's key, for a SYN-ACK
+        rows = zip(times.tolist(), raw.tolist(), reverse, segments["flags"].tolist(),
+                   segments["seq"].tolist(), segments["ack"].tolist(), segments["payload"].tolist(), ports)
+        flows, counts = self._flows, self.notes
+        for t, flow, rflow, flags, seq, ack, payload, port_key in rows:
             if flags & SYN:
                 if flags & RST:
                     continue  # SYN+RST is no handshake packet
                 if flags & ACK:
-                    self._syn_ack(t, rflow, seq, ack, notes)
+                    self._syn_ack(t, rflow, seq, ack, notes, port_key)
                 else:
                     self._syn(t, flow, seq, payload, notes)
             elif flags & RST:
                 self._rst(t, flow, rflow, notes)
             elif flags & ACK:
-                h = self._flows.get(flow)
-                if h is not None and h.state is State.SYN_ACK_SEEN and ack == (h.server_isn + 1) & _MOD:
-                    h.ack_ns = t
-                    h.state = State.ESTABLISHED
-                    self._note(notes, t, Kind.ACK, h)
-        if len(self._flows) > self.max_attempts:
+                h = flows.get(flow)
+                if h is not None and h.state is _SYN_ACK_SEEN and ack == (h.server_isn + 1) & _MOD:
+                    h.ack_ns, h.state = t, _ESTABLISHED
+                    counts[_ACK] += 1
+                    notes.append(_new_note(Note, (t, _ACK, h)))
+        self._now = max(self._now, int(times.max()))
+        if len(flows) > self.max_attempts:
             self._evict()
         return notes
 
@@ -256,71 +298,83 @@ class HandshakeTracker:
     def open_attempts(self) -> int:
         return len(self._flows)
 
-    def _note(self, notes: list, t: int, kind: Kind, h: Handshake) -> None:
+    def _note(self, notes: list, t: int, kind: str, h: Handshake) -> None:
         self.notes[kind] += 1
-        notes.append(Note(t, kind, h))
+        notes.append(_new_note(Note, (t, kind, h)))
+
+    def _await(self, flow: bytes, server_isn: int, t: int, port_key: int | None = None) -> None:
+        """Let the prefilter pass the ACK that would complete this SYN-ACK."""
+        if port_key is None:
+            self._awaited_keys.append(self._await_key(flow, server_isn))
+        else:
+            self._awaited_keys.append(((server_isn + 1) & _MOD) << 32 | port_key)
+        self._awaited_times.append(t)
 
     def _syn(self, t: int, flow: bytes, isn: int, payload: int, notes: list) -> None:
         h = self._flows.get(flow)
         if h is not None:
             if h.isn == isn:
-                if h.state is State.SYN_SENT or h.state is State.SYN_ACK_SEEN:
+                if h.state is _SYN_SENT or h.state is _SYN_ACK_SEEN:
                     h.syns += 1
-                    self._note(notes, t, Kind.SYN_RETRY, h)
+                    self._note(notes, t, _SYN_RETRY, h)
                 return  # a duplicate SYN after the handshake completed says nothing new
             self._close(h)  # the same ports with a new ISN: a new attempt
         h = Handshake(self._next_id, flow, isn, t, payload)
         self._next_id += 1
         self._flows[flow] = h
         self._queue.append(h)
-        self._note(notes, t, Kind.SYN, h)
+        self.notes[_SYN] += 1
+        notes.append(_new_note(Note, (t, _SYN, h)))
         orphan = self._orphans.pop(flow, None)
         if orphan is not None and self._answers(h, orphan[2]):
             t0, seq, _, count = orphan
-            h.server_isn, h.syn_ack_ns, h.syn_acks, h.state = seq, t0, count, State.SYN_ACK_SEEN
-            self._note(notes, t0, Kind.SYN_ACK, h)
+            h.server_isn, h.syn_ack_ns, h.syn_acks, h.state = seq, t0, count, _SYN_ACK_SEEN
+            self._note(notes, t0, _SYN_ACK, h)
             for _ in range(count - 1):
-                self._note(notes, t0, Kind.SYN_ACK_RETRY, h)
-            self._awaited.append((self._await_key(flow, seq), t0))
+                self._note(notes, t0, _SYN_ACK_RETRY, h)
+            self._await(flow, seq, t0)
 
     @staticmethod
     def _answers(h: Handshake, ack: int) -> bool:
-        return ack == (h.isn + 1) & _MOD or (h.syn_data and ack == (h.isn + 1 + h.syn_data) & _MOD)
+        return ack == (h.isn + 1) & _MOD or bool(h.syn_data and ack == (h.isn + 1 + h.syn_data) & _MOD)
 
-    def _syn_ack(self, t: int, flow: bytes, seq: int, ack: int, notes: list) -> None:
-        """``flow`` is client -> server (the SYN-ACK travels the other way)."""
+    def _syn_ack(self, t: int, flow: bytes, seq: int, ack: int, notes: list, port_key: int | None = None) -> None:
+        """``flow`` is client -> server (the SYN-ACK travels the other way);
+        ``port_key``: client port << 16 | server port, when the caller has them."""
         h = self._flows.get(flow)
-        if h is None or not self._answers(h, ack):
-            if h is None:  # perhaps captured a moment before its SYN
-                orphan = self._orphans.get(flow)
-                if orphan is None:
-                    self._orphans[flow] = [t, seq, ack, 1]
-                    self._awaited.append((self._await_key(flow, seq), t))
-                    if len(self._orphans) > self.max_attempts:
-                        self._orphans.popitem(last=False)
-                elif orphan[2] == ack:
-                    orphan[3] += 1
+        if h is None:  # perhaps captured a moment before its SYN: wait for it a little
+            orphan = self._orphans.get(flow)
+            if orphan is None:
+                self._orphans[flow] = [t, seq, ack, 1]
+                self._await(flow, seq, t, port_key)
+                if len(self._orphans) > self.max_attempts:
+                    self._orphans.popitem(last=False)
+            elif orphan[2] == ack:
+                orphan[3] += 1
+            return
+        if not self._answers(h, ack):
             return
         if h.syn_ack_ns is None:
-            if h.state is not State.SYN_SENT:
-                return  # reset before any SYN-ACK
-            h.server_isn, h.syn_ack_ns, h.syn_acks, h.state = seq, t, 1, State.SYN_ACK_SEEN
-            self._note(notes, t, Kind.SYN_ACK, h)
-            self._awaited.append((self._await_key(flow, seq), t))
+            if h.state is not _SYN_SENT:
+                return
+            h.server_isn, h.syn_ack_ns, h.syn_acks, h.state = seq, t, 1, _SYN_ACK_SEEN
+            self.notes[_SYN_ACK] += 1
+            notes.append(_new_note(Note, (t, _SYN_ACK, h)))
+            self._await(flow, seq, t, port_key)
         else:
             h.syn_acks += 1
-            self._note(notes, t, Kind.SYN_ACK_RETRY, h)
+            self._note(notes, t, _SYN_ACK_RETRY, h)
 
     def _rst(self, t: int, flow: bytes, rflow: bytes, notes: list) -> None:
         h = self._flows.get(rflow)  # sent by the server of an attempt?
-        by_server = h is not None and h.state <= State.SYN_ACK_SEEN
+        by_server = h is not None and h.state <= _SYN_ACK_SEEN
         if not by_server:
             h = self._flows.get(flow)  # or by its client
-            if h is None or h.state > State.SYN_ACK_SEEN:
+            if h is None or h.state > _SYN_ACK_SEEN:
                 return
         h.rst_ns = t
         h.state = State.REFUSED if by_server and h.syn_ack_ns is None else State.RESET
-        self._note(notes, t, Kind.RST, h)
+        self._note(notes, t, _RST, h)
         self._close(h)
 
     def _close(self, h: Handshake) -> None:

@@ -81,7 +81,8 @@ FIELDS = ["frame.time_epoch", "ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ip
 
 
 def tshark_rows(tshark, path) -> list[tuple]:
-    """tshark's TCP segments (reassembly off) as rows; time None where tshark has none (SPB)."""
+    """tshark's TCP segments (reassembly off) as rows; None where tshark has no value
+    (the time of an SPB, the length of a fragment's TCP payload)."""
     cmd = [tshark, "-n", "-r", str(path), "-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE",
            "-Y", "tcp.flags", "-T", "fields", "-E", "occurrence=f"]
     out = subprocess.run(cmd + [x for f in FIELDS for x in ("-e", f)], capture_output=True, text=True, check=True)
@@ -89,7 +90,7 @@ def tshark_rows(tshark, path) -> list[tuple]:
     for line in out.stdout.splitlines():
         t, s4, s6, sp, d4, d6, dp, fl, sq, ak, ln = line.split("\t")
         rows.append((int(Decimal(t) * 10**9) if t else None, str(ipaddress.ip_address(s4 or s6)), int(sp),
-                     str(ipaddress.ip_address(d4 or d6)), int(dp), int(fl, 16), int(sq), int(ak or 0), int(ln)))
+                     str(ipaddress.ip_address(d4 or d6)), int(dp), int(fl, 16), int(sq), int(ak or 0), int(ln) if ln else None))
     return rows
 
 
@@ -97,7 +98,7 @@ def agree(tshark, path, rows):
     theirs = tshark_rows(tshark, path)
     assert len(theirs) == len(rows)
     for mine, t in zip(rows, theirs):
-        assert (mine[0] if t[0] is None else t[0], *t[1:]) == mine
+        assert tuple(m if x is None else x for m, x in zip(mine, t)) == mine
 
 
 # --- classic pcap: every link type, both magics, both byte orders -------------
@@ -119,7 +120,7 @@ def mixed(linktype, order="<", q=1, families="46", **fkw):
         add(*handshake(*V4, q=q, ip_options=IP_OPTIONS, syn_flags=SYN | ECE | CWR | AE))
         add([(T0 + 500_000_000, udp_ip("10.0.0.3", "10.0.0.4"))])
     if linktype in (1, 113, 276):
-        recs.append((T0 + 600_000_000, frame(linktype, arp(), order, etype=ETH_ARP, **fkw)))
+        recs.append((T0 // q * q + 600_000_000, frame(linktype, arp(), order, etype=ETH_ARP, **fkw)))
     if "6" in families:
         add(*handshake(*V6, t0=T0 + 10**9, q=q, cport=40001, sport=443, isn=(0xFFFFFFFF, 0x80000000), ext=EXT))
         add([(T0 + 2 * 10**9, udp_ip("2001:db8::3", "2001:db8::4"))])
@@ -244,6 +245,43 @@ def test_pcapng_sections_interfaces_blocks(tmp_path, tshark):
     agree(tshark, path, rows)
 
 
+@pytest.mark.parametrize("orders", ["<><", "><>", "<<>"])
+def test_pcapng_sections_change_byte_order(tmp_path, tshark, orders):
+    """Each section has its own byte order; one handshake per section."""
+    n, rows = Pcapng(), []
+    for k, order in enumerate(orders):
+        n.section(order)
+        i = n.interface(1, tsresol=9)
+        p, r = handshake(*V4, t0=T0 + k * 10**9, cport=40000 + k)
+        for t, x in p:
+            n.epb(i, t, eth(x))
+        rows += r
+    path = write(tmp_path / "f.pcapng", n.bytes())
+    check(path, rows, 12)
+    agree(tshark, path, rows)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_pcapng_simple_packet_block_times(tmp_path, order):
+    """An SPB takes the time of the previous packet of its section (any
+    interface, TCP or not), or 0 when it is the section's first packet."""
+    n = Pcapng().section(order)
+    i = n.interface(1, tsresol=9)
+    n.spb(eth(tcp_ip(*V4, 1, 80, SYN, 1)))                       # first of section 1: 0
+    n.epb(i, T0, eth(udp_ip("10.0.0.3", "10.0.0.4")))
+    n.spb(eth(tcp_ip(*V4, 2, 80, SYN, 2)))                       # after the UDP packet: T0
+    n.section(order)
+    i0 = n.interface(1, tsresol=9)
+    i1, T1 = n.interface(101, tsresol=6), T0 // 1000 * 1000 + 5000
+    n.spb(eth(tcp_ip(*V4, 3, 80, SYN, 3)))                       # first of section 2: 0, not T0
+    n.epb(i1, T1, tcp_ip(*V4, 4, 80, SYN, 4))
+    n.spb(eth(tcp_ip(*V4, 5, 80, SYN, 5)))                       # after a packet of interface 1
+    n.epb(i0, T0 + 7, eth(tcp_ip(*V4, 6, 80, SYN, 6)))
+    rows = [(t, V4[0], k, V4[1], 80, SYN, k, 0, 0) for k, t in
+            [(1, 0), (2, T0), (3, 0), (4, T1), (5, T1), (6, T0 + 7)]]
+    check(write(tmp_path / "f.pcapng", n.bytes()), rows, 7)
+
+
 def test_pcapng_binary_resolution_rounding(tmp_path):
     """2^-20 s ticks that are not whole nanoseconds: within 1 ns of the exact time,
     computed in integers (a float of 1.7e18 ns is off by up to 128 ns)."""
@@ -290,15 +328,24 @@ def many(k, q=1):
     return pkts, rows
 
 
-@pytest.mark.parametrize("chunk_size", [4096, None])
-def test_pcap_larger_than_chunk(tmp_path, chunk_size):
+CHUNKS = [{"chunk_size": 4096}, {}]  # 4 kB chunks, and the default
+
+
+@pytest.mark.parametrize("kw", CHUNKS, ids=["4k", "default"])
+def test_pcap_larger_than_chunk(tmp_path, kw):
     pkts, rows = many(800)  # 4000 records, ~350 kB: records straddle 4 kB chunk boundaries
     path = write(tmp_path / "f.pcap", pcap([(t, eth(p)) for t, p in pkts], 1, nano=True))
-    check(path, rows, len(pkts), chunk_size=chunk_size)
+    check(path, rows, len(pkts), **kw)
 
 
-@pytest.mark.parametrize("chunk_size", [4096, None])
-def test_pcapng_larger_than_chunk(tmp_path, chunk_size):
+def test_chunk_size_none_is_the_default(tmp_path):
+    """The documented signature: ``CaptureReader(path, strict=False, chunk_size=None)``."""
+    p, rows = handshake(*V4)
+    check(write(tmp_path / "f.pcap", pcap([(t, eth(x)) for t, x in p], 1, nano=True)), rows, 4, chunk_size=None)
+
+
+@pytest.mark.parametrize("kw", CHUNKS, ids=["4k", "default"])
+def test_pcapng_larger_than_chunk(tmp_path, kw):
     pkts, rows = many(700, q=1000)
     n = Pcapng().section(">")
     i, j = n.interface(1), n.interface(113, tsresol=9)
@@ -307,10 +354,10 @@ def test_pcapng_larger_than_chunk(tmp_path, chunk_size):
             n.epb(i, t, eth(p))
         else:
             n.epb(j, t, sll(p))
-        if k % 97 == 0:
-            n.unknown(body=b"u" * (k % 13))
+        if k % 97 == 0:  # a custom block (0xBAD: PEN + data), or an unknown type with an empty body
+            n.unknown(0x00000BAD, b"\0\0\x7f\xfe" + b"u" * (k % 13)) if k % 2 else n.unknown(0x00001234, b"")
     path = write(tmp_path / "f.pcapng", n.bytes())
-    check(path, rows, len(pkts), chunk_size=chunk_size)
+    check(path, rows, len(pkts), **kw)
 
 
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])

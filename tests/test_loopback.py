@@ -5,6 +5,7 @@ no more and no fewer, with sane delays; ``hs score --json`` must agree."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from collections import Counter
@@ -20,11 +21,12 @@ from handshake_score.summary import score_files
 EXAMPLE = ROOT / "captures" / "example-loopback.pcapng"
 
 
-def frame_times(tshark: str, path) -> list[int]:
-    """Every frame's time in integer ns, as tshark reads the file."""
-    out = subprocess.run([tshark, "-r", str(path), "-T", "fields", "-e", "frame.time_epoch"],
-                         capture_output=True, text=True, check=True).stdout
-    return [int(Decimal(line) * 1_000_000_000) for line in out.split()]
+def frames(tshark: str, path) -> tuple[list[int], int]:
+    """Every frame's time in integer ns, and how many are TCP, as tshark reads the file."""
+    out = subprocess.run([tshark, "-r", str(path), "-T", "fields", "-E", "separator=,", "-e", "frame.time_epoch",
+                          "-e", "tcp.srcport"], capture_output=True, text=True, check=True).stdout
+    rows = [line.split(",") for line in out.splitlines()]
+    return [int(Decimal(t) * 1_000_000_000) for t, _ in rows], sum(port != "" for _, port in rows)
 
 
 def score(path):
@@ -41,8 +43,8 @@ def check(tshark: str, path, made) -> tuple[dict, list]:
     done, refused = outcomes["complete"], outcomes["refused"]
     assert got["notes"] == dict.fromkeys(KINDS, 0) | {"syn": len(made), "syn-ack": done, "ack": done, "rst": refused}
     assert got["handshakes"] == dict.fromkeys(OUTCOMES, 0) | {"complete": done, "refused": refused}
-    times = frame_times(tshark, path)
-    assert got["packets"] == len(times)
+    times, tcp = frames(tshark, path)
+    assert (got["packets"], got["tcp_segments"]) == (len(times), tcp)
 
     # Each note names a connection that was made, by its client socket's own port.
     named = {k: Counter((n.handshake.client, n.handshake.server) for n in notes if n.kind == k) for k in KINDS}
@@ -61,19 +63,28 @@ def check(tshark: str, path, made) -> tuple[dict, list]:
     span = times[-1] - times[0]
     for n in notes:
         h = n.handshake
-        assert n.time_ns == {"syn": h.syn_ns, "syn-ack": h.syn_ack_ns, "ack": h.ack_ns}.get(n.kind, n.time_ns)
+        assert n.time_ns == {"syn": h.syn_ns, "syn-ack": h.syn_ack_ns, "ack": h.ack_ns, "rst": h.rst_ns}[n.kind]
         if h.outcome == "complete":
             assert 0 < h.syn_ack_ns - h.syn_ns < span and 0 < h.ack_ns - h.syn_ack_ns < span
         elif n.kind == "rst":  # refused: the RST follows its SYN
             assert h.syn_ack_ns is None and 0 < n.time_ns - h.syn_ns < span
+
+    # The summary's delays are those of the completed attempts.
+    completed = [h for h in handshakes if h.outcome == "complete"]
+    for name, delay in [("syn_to_syn_ack", lambda h: h.syn_ack_ns - h.syn_ns), ("syn_ack_to_ack", lambda h: h.ack_ns - h.syn_ack_ns)]:
+        median = round(statistics.median(map(delay, completed)) / 1e6, 6) if completed else None
+        assert got["delays_ms"][name] == {"median": median, "count": done}
     return got, notes
 
 
-def cli_json(*paths) -> dict:
-    run = subprocess.run([sys.executable, "-m", "handshake_score", "score", *map(str, paths), "--json"],
+def assert_cli_agrees(path, got: dict) -> None:
+    """``hs score PATH --json`` prints the same summary (bar the time it took)."""
+    run = subprocess.run([sys.executable, "-m", "handshake_score", "score", str(path), "--json"],
                          capture_output=True, text=True, cwd=ROOT)
     assert (run.returncode, run.stderr) == (0, "")
-    return json.loads(run.stdout)
+    printed = json.loads(run.stdout)
+    assert isinstance(printed.pop("seconds"), float)
+    assert printed == {k: v for k, v in json.loads(json.dumps(got)).items() if k != "seconds"}
 
 
 @pytest.mark.capture
@@ -119,13 +130,14 @@ def test_mixed_capture_and_cli(dumpcap, tshark, tmp_path):
     got, _ = check(tshark, path, made)
     assert got["notes"] == {"syn": 175, "syn-retry": 0, "syn-ack": 169, "syn-ack-retry": 0, "ack": 169, "rst": 6}
     assert got["handshakes"] == {"complete": 169, "refused": 6, "unanswered": 0, "incomplete": 0}
-    assert cli_json(path) == json.loads(json.dumps(got))
+    assert_cli_agrees(path, got)
 
 
 def test_bundled_example_capture(tshark):
     """captures/example-loopback.pcapng scores as captures/README.md says."""
     got, notes = score(EXAMPLE)
-    assert got["packets"] == len(frame_times(tshark, EXAMPLE)) == 46
+    times, tcp = frames(tshark, EXAMPLE)
+    assert (got["packets"], got["tcp_segments"]) == (len(times), tcp) == (46, 42)
     assert got["notes"] == {"syn": 5, "syn-retry": 0, "syn-ack": 4, "syn-ack-retry": 0, "ack": 4, "rst": 1}
     assert got["handshakes"] == {"complete": 4, "refused": 1, "unanswered": 0, "incomplete": 0}
     syns = [(n.handshake.client, n.handshake.server, n.handshake.outcome) for n in notes if n.kind == "syn"]
@@ -137,4 +149,4 @@ def test_bundled_example_capture(tshark):
     delays = [(n.handshake.syn_ack_ns - n.handshake.syn_ns, n.handshake.ack_ns - n.handshake.syn_ack_ns)
               for n in notes if n.kind == "ack"]
     assert delays == [(32137, 20060), (7110, 8062), (21332, 7892), (23415, 9565)]
-    assert cli_json(EXAMPLE) == json.loads(json.dumps(got))
+    assert_cli_agrees(EXAMPLE, got)

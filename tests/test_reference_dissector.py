@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -35,20 +36,30 @@ def ours(path: Path) -> list[Row]:
 
 
 def theirs(path: Path, tshark: str) -> list[Row]:
-    """tshark's view, through pyshark, on an event loop of our own (pyshark's default
-    one breaks after asyncio.run() in the main thread and installs a global child watcher)."""
+    """tshark's view, through pyshark. Two pyshark 0.6 pitfalls avoided: its default
+    event loop breaks after asyncio.run() in the main thread (and it installs a global
+    child watcher), so it gets a loop of our own; and at end of file it kills tshark
+    when tshark has exited but is not reaped yet, which races with asyncio's reaper
+    and reports tshark as crashed (returncode 255): so we wait for tshark to exit first."""
+    out = []
+
+    def row(p):
+        ip = [layer for layer in p.layers if layer.layer_name in ("ip", "ipv6")][-1]
+        tcp = p.tcp
+        out.append((int(Decimal(p.frame_info.time_epoch) * 1_000_000_000),  # never via float
+                    ipaddress.ip_address(ip.src), int(tcp.srcport),
+                    ipaddress.ip_address(ip.dst), int(tcp.dstport), int(tcp.flags, 16),
+                    int(tcp.seq_raw), int(tcp.ack_raw), int(tcp.len)))
+
+    async def read():
+        await cap.packets_from_tshark(row, close_tshark=False)
+        return await asyncio.gather(*(proc.wait() for proc in cap._running_processes))
+
     loop = asyncio.new_event_loop()
     cap = pyshark.FileCapture(str(path), display_filter="tcp.flags.syn==1", keep_packets=False,
                               use_json=True, tshark_path=tshark, eventloop=loop)
-    out = []
     try:
-        for p in cap:
-            ip = [layer for layer in p.layers if layer.layer_name in ("ip", "ipv6")][-1]
-            tcp = p.tcp
-            out.append((int(Decimal(p.frame_info.time_epoch) * 1_000_000_000),  # never via float
-                        ipaddress.ip_address(ip.src), int(tcp.srcport),
-                        ipaddress.ip_address(ip.dst), int(tcp.dstport), int(tcp.flags, 16),
-                        int(tcp.seq_raw), int(tcp.ack_raw), int(tcp.len)))
+        assert loop.run_until_complete(read()) == [0], "tshark failed"
     finally:
         cap.close()
         loop.close()
@@ -93,5 +104,5 @@ def test_loopback_capture_matches_tshark(dumpcap, tshark, tmp_path):
     assert (len(made), completed) == (62, 58)
     assert len(ref) == len(made) + completed  # one SYN per attempt, one SYN-ACK per completed one
     # and they are the connections made: the SYNs' clients are the recorded client sockets
-    clients = sorted((ipaddress.ip_address(h), p) for _, (h, p), _ in made)
-    assert sorted((r[1], r[2]) for r in ref if not r[5] & ACK) == clients
+    clients = Counter((ipaddress.ip_address(h), p) for _, (h, p), _ in made)
+    assert Counter((r[1], r[2]) for r in ref if not r[5] & ACK) == clients

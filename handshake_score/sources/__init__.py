@@ -35,10 +35,10 @@ class CaptureReader:
     offset where a cut-short file ends (None when whole).
     """
 
-    def __init__(self, path: str | os.PathLike, strict: bool = False, chunk_size: int = CHUNK_SIZE):
+    def __init__(self, path: str | os.PathLike, strict: bool = False, chunk_size: int | None = None):
         self.path = os.fspath(path)
         self.strict = strict
-        self.chunk_size = chunk_size
+        self.chunk_size = chunk_size or CHUNK_SIZE
         self.packets = 0
         self.segments = 0
         self.truncated_at: int | None = None

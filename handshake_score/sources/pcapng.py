@@ -96,6 +96,7 @@ class PcapngFile:
         if n < length:
             return 0, length
         self.interfaces = []
+        self.last_ns = 0  # "the previous packet" of a simple packet block is within its section
         return length, 0
 
     def _chunk(self, mv: memoryview, n: int):
@@ -118,16 +119,17 @@ class PcapngFile:
         blen[head_ok] = u32[offs[head_ok] + 4]
         ok = head_ok & (offs + blen <= n) & (blen >= 12)
         whole = len(ok) if ok.all() else int(np.argmin(ok))  # the leading run of whole blocks
+        # a new section may change the byte order, so its own length may read wrong here: stop at it
+        readable = np.flatnonzero(head_ok)
+        shb = readable[u32[offs[readable]] == SHB]
+        at_section = len(shb) > 0 and shb[0] <= whole
+        if at_section:
+            whole = int(shb[0])
+        elif whole < len(offs) and head_ok[whole]:
+            self._check_length(int(blen[whole]), int(offs[whole]))
         offs_all, blen_all = offs, blen
         offs, blen = offs[:whole], blen[:whole]
         btype = u32[offs].astype(np.int64) if whole else np.zeros(0, np.int64)
-        # a new section may change the byte order: stop at it
-        shb = np.flatnonzero(btype == SHB)
-        if len(shb):
-            cut = int(shb[0])
-            offs, blen, btype, whole = offs[:cut], blen[:cut], btype[:cut], cut
-        elif whole < len(offs_all) and head_ok[whole]:
-            self._check_length(int(blen_all[whole]), int(offs_all[whole]))
         bad = np.flatnonzero((blen % 4 != 0) | (blen < 12))
         if len(bad):
             self._check_length(int(blen[bad[0]]), int(offs[bad[0]]))
@@ -138,10 +140,8 @@ class PcapngFile:
                 self._corrupt("trailing block length differs from the leading one", int(offs[wrong[0]]))
         consumed = int(offs_all[whole]) if whole < len(offs_all) else n
         need = 0
-        if whole < len(offs_all) and head_ok[whole] and not len(shb):
-            need = int(blen_all[whole])
-        elif whole < len(offs_all) and not len(shb):
-            need = 12
+        if whole < len(offs_all) and not at_section:
+            need = int(blen_all[whole]) if head_ok[whole] else 12
         for j in np.flatnonzero(btype == IDB):
             self._interface(mv, int(offs[j]), int(blen[j]), order)
         is_packet = (btype == EPB) | (btype == SPB) | (btype == OPB)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up handshake-score on a fresh Debian/Ubuntu machine: Wireshark's tshark and
+# dumpcap from Debian, then the package and its test tools in ./.venv.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v tshark >/dev/null || missing+=(tshark)
+command -v dumpcap >/dev/null || missing+=(wireshark-common)
+python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  # dumpcap asks whether non-root users may capture; answer "no" here (the README says how to allow it)
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test]'
+echo "setup: ready ($(.venv/bin/hs --version), $(tshark --version 2>/dev/null | head -1 | cut -d' ' -f1-3))"

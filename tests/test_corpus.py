@@ -1,0 +1,103 @@
+"""Every capture in ../shared/corpus: the figures its README states, exactly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from conftest import CORPUS, ROOT, corpus_expectations
+from handshake_score.sources import CaptureReader
+from handshake_score.summary import score_files
+from handshake_score.tracker import HandshakeTracker
+
+EXPECTED = corpus_expectations()
+
+
+def test_the_corpus_table_was_read():
+    assert len(EXPECTED) == len([p for p in CORPUS.iterdir() if p.suffix in (".pcap", ".pcapng")]) == 16
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_counts(name):
+    summary = score_files([CORPUS / name]).as_dict()
+    assert summary["notes"] == EXPECTED[name]["notes"]
+    assert summary["handshakes"] == EXPECTED[name]["handshakes"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in EXPECTED.items() if e["delays"]))
+def test_delays_to_the_stated_precision(name):
+    closed = []
+    tracker = HandshakeTracker(on_close=closed.append)
+    for batch in CaptureReader(CORPUS / name).batches():
+        tracker.feed_batch(batch)
+    tracker.close()
+    (h,) = [h for h in closed if h.outcome == "complete"]
+    syn_ack, unit1, ack, unit2 = EXPECTED[name]["delays"]
+    for measured, stated, unit in ((h.syn_to_syn_ack_ns, syn_ack, unit1), (h.syn_ack_to_ack_ns, ack, unit2)):
+        scale = Decimal(10**9 if unit == "s" else 10**6)
+        places = -Decimal(stated).as_tuple().exponent
+        assert round(Decimal(measured) / scale, places) == Decimal(stated)
+
+
+def test_nanosecond_capture_is_exact():
+    closed = []
+    tracker = HandshakeTracker(on_close=closed.append)
+    for segments in CaptureReader(CORPUS / "tcp-handshake-nano.pcap"):
+        tracker.feed(segments)
+    tracker.close()
+    assert (closed[0].syn_to_syn_ack_ns, closed[0].syn_ack_to_ack_ns) == (127_521_774, 87_895)
+
+
+def notes_of(path, prefilter: bool):
+    tracker = HandshakeTracker()
+    notes = []
+    for batch in CaptureReader(path, chunk_size=1 << 16).batches():
+        notes += tracker.feed_batch(batch) if prefilter else tracker.feed(batch.select())
+    tracker.close()
+    return [(n.time_ns, n.kind, n.handshake.flow, n.handshake.isn, n.handshake.outcome) for n in notes], tracker.outcomes
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_prefilter_changes_nothing_on_the_corpus(name):
+    assert notes_of(CORPUS / name, True) == notes_of(CORPUS / name, False)
+
+
+def test_prefilter_changes_nothing_on_a_busy_mixed_capture(tmp_path):
+    """20,000 packets of interleaved connections (retries, refusals, IPv6), read in small chunks."""
+    path = tmp_path / "mixed.pcap"
+    subprocess.run([sys.executable, ROOT / "benchmarks" / "make_capture.py", path, "--packets", "20000"],
+                   check=True, capture_output=True)
+    fast, fast_outcomes = notes_of(path, True)
+    slow, slow_outcomes = notes_of(path, False)
+    assert len(fast) > 2000 and fast == slow and fast_outcomes == slow_outcomes
+    truth = json.loads(path.with_name(path.name + ".expected.json").read_text())
+    assert fast_outcomes == truth["handshakes"]
+
+
+def test_hs_score_json_on_the_corpus():
+    names = ["bgp-bgpsec.pcap", "tfo-5c1fa7f9ae91.pcap", "http_ip4and6.pcapng"]
+    out = subprocess.run([sys.executable, "-m", "handshake_score", "score", "--json", *[CORPUS / n for n in names]],
+                         capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout)
+    assert got["packets"] == 36 + 14 + 20
+    for part in ("notes", "handshakes"):
+        assert got[part] == {k: sum(EXPECTED[n][part][k] for n in names) for k in got[part]}
+    assert out.stderr == ""
+
+
+def test_hs_score_text_summary():
+    out = subprocess.run([sys.executable, "-m", "handshake_score", "score", CORPUS / "latency2.pcapng"],
+                         capture_output=True, text=True, check=True)
+    assert "complete 1" in out.stdout
+    assert "SYN->SYN-ACK median 878.530 ms" in out.stdout and "SYN-ACK->ACK median 16.604 ms" in out.stdout
+
+
+def test_segments_are_time_ordered_integers():
+    segments = np.concatenate(list(CaptureReader(CORPUS / "resp_1_benchmark.pcap")))
+    assert segments["time_ns"].dtype == np.int64
+    assert len(segments) == 150 and np.all(np.diff(segments["time_ns"]) >= 0)
