@@ -70,7 +70,11 @@ class Packets:
     def sorted(self) -> dict[str, np.ndarray]:
         cols = {f: np.concatenate(v) for f, v in self.parts.items()}
         order = np.lexsort((cols["step"], cols["conn"], cols["t"]))
-        return {f: v[order] for f, v in cols.items()}
+        cols = {f: v[order] for f, v in cols.items()}
+        by_conn = np.argsort(cols["conn"], kind="stable")  # each connection's packets, in time order
+        cols["nth"] = np.empty_like(by_conn)
+        cols["nth"][by_conn] = rank_in_group(np.bincount(cols["conn"]))
+        return cols
 
 
 def connections(rng: np.random.Generator, n_packets: int) -> dict[str, np.ndarray]:
@@ -150,11 +154,12 @@ def build(rng: np.random.Generator, n_packets: int):
     fin = ids[talks & ~c["rst_close"]]
     sc, ss = isn_c[fin] + 1 + sent_c[fin], isn_s[fin] + 1 + sent_s[fin]
     t, gap = now[fin], rtt[fin]
-    p.add(fin, t, 1, FIN | ACK, sc, ss, step=90)
-    p.add(fin, t + gap, 0, FIN | ACK, ss, sc + 1, step=91)
-    p.add(fin, t + gap + 50, 1, ACK, sc + 1, ss + 1, step=92)
+    last = 1 << 40  # after any data step
+    p.add(fin, t, 1, FIN | ACK, sc, ss, step=last)
+    p.add(fin, t + gap, 0, FIN | ACK, ss, sc + 1, step=last + 1)
+    p.add(fin, t + gap + 50, 1, ACK, sc + 1, ss + 1, step=last + 2)
     sel = ids[c["rst_close"]]
-    p.add(sel, now[sel], 1, RST | ACK, isn_c[sel] + 1 + sent_c[sel], isn_s[sel] + 1 + sent_s[sel], step=90)
+    p.add(sel, now[sel], 1, RST | ACK, isn_c[sel] + 1 + sent_c[sel], isn_s[sel] + 1 + sent_s[sel], step=last)
     return p.sorted(), c
 
 
@@ -267,7 +272,7 @@ def serialise(pk, c, f, lo, hi, fmt: str, snaplen: int):
     src, dst = addresses(c, conn, client, v6)
     r4, r6 = np.flatnonzero(~v6), np.flatnonzero(v6)
     # IPv4: DF set, ID counting up per connection, real header checksum.
-    ipid = (c["isn_c"][conn] + sl["step"]) & 0xFFFF
+    ipid = (c["isn_c"][conn] + sl["nth"]) & 0xFFFF
     words = (0x4500 + 20 + tcp_len + ipid + 0x4000 + (ttl << 8 | 6)
              + src[:, 12:].view(">u2").sum(1, dtype=np.int64) + dst[:, 12:].view(">u2").sum(1, dtype=np.int64))
     words = (words & 0xFFFF) + (words >> 16)
@@ -337,6 +342,7 @@ def truth(pk, c, n_packets: int) -> dict:
     syn, rst = (flags & SYN) > 0, (flags & RST) > 0
     return {
         "packets": n_packets,
+        "duration_s": round(float(pk["t"].max() - pk["t"].min()) / SECOND, 6),
         "connections": len(k),
         "ipv6_packets": int(c["v6"][pk["conn"]].sum()),
         "syn_packets": int((syn & ((flags & ACK) == 0)).sum()),

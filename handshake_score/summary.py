@@ -20,6 +20,9 @@ from .sources import CaptureReader
 from .tracker import Handshake, HandshakeTracker, Kind, Note, Outcome
 
 
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
 @dataclass
 class FileSummary:
     path: str
@@ -48,10 +51,9 @@ class Summary:
 
     def add(self, h: Handshake) -> None:
         """Record the delays of a finished attempt (the tracker's ``on_close``)."""
-        if h.syn_ack_ns is not None:
-            self.syn_to_syn_ack_ns.append(h.syn_ack_ns - h.syn_ns)
-            if h.ack_ns is not None:
-                self.syn_ack_to_ack_ns.append(h.ack_ns - h.syn_ack_ns)
+        for delay, into in ((h.syn_to_syn_ack_ns, self.syn_to_syn_ack_ns), (h.syn_ack_to_ack_ns, self.syn_ack_to_ack_ns)):
+            if delay is not None and _INT64_MIN <= delay <= _INT64_MAX:  # else the times of a corrupt file
+                into.append(delay)
 
     def as_dict(self) -> dict:
         def median_ms(values: array) -> float | None:

@@ -325,14 +325,15 @@ class HandshakeTracker:
         self._queue.append(h)
         self.notes[_SYN] += 1
         notes.append(_new_note(Note, (t, _SYN, h)))
-        orphan = self._orphans.pop(flow, None)
-        if orphan is not None and self._answers(h, orphan[2]):
-            t0, seq, _, count = orphan
-            h.server_isn, h.syn_ack_ns, h.syn_acks, h.state = seq, t0, count, _SYN_ACK_SEEN
-            self._note(notes, t0, _SYN_ACK, h)
-            for _ in range(count - 1):
-                self._note(notes, t0, _SYN_ACK_RETRY, h)
-            self._await(flow, seq, t0)
+        if self._orphans:
+            orphan = self._orphans.pop(flow, None)
+            if orphan is not None and self._answers(h, orphan[2]):
+                t0, seq, _, count = orphan
+                h.server_isn, h.syn_ack_ns, h.syn_acks, h.state = seq, t0, count, _SYN_ACK_SEEN
+                self._note(notes, t0, _SYN_ACK, h)
+                for _ in range(count - 1):
+                    self._note(notes, t0, _SYN_ACK_RETRY, h)
+                self._await(flow, seq, t0)
 
     @staticmethod
     def _answers(h: Handshake, ack: int) -> bool:
@@ -352,7 +353,7 @@ class HandshakeTracker:
             elif orphan[2] == ack:
                 orphan[3] += 1
             return
-        if not self._answers(h, ack):
+        if ack != (h.isn + 1) & _MOD and not self._answers(h, ack):
             return
         if h.syn_ack_ns is None:
             if h.state is not _SYN_SENT:
@@ -360,7 +361,11 @@ class HandshakeTracker:
             h.server_isn, h.syn_ack_ns, h.syn_acks, h.state = seq, t, 1, _SYN_ACK_SEEN
             self.notes[_SYN_ACK] += 1
             notes.append(_new_note(Note, (t, _SYN_ACK, h)))
-            self._await(flow, seq, t, port_key)
+            if port_key is None:
+                self._await(flow, seq, t)
+            else:
+                self._awaited_keys.append(((seq + 1) & _MOD) << 32 | port_key)
+                self._awaited_times.append(t)
         else:
             h.syn_acks += 1
             self._note(notes, t, _SYN_ACK_RETRY, h)

@@ -65,7 +65,7 @@ def ipv4(src, dst, proto, body, options=b"", ident=1, offset=0, mf=False, df=Tru
 
 def ext_header(kind, nh: int) -> bytes:
     """One IPv6 extension header: ``kind`` is 0 (hop-by-hop), 60 (destination
-    options), 43 (routing type 2), 51 (AH) or ``(44, offset, more)`` (fragment)."""
+    options), 43 (segment routing), 51 (AH) or ``(44, offset, more)`` (fragment)."""
     if isinstance(kind, tuple):
         _, offset, more = kind
         return struct.pack("!BBHI", nh, 0, offset << 3 | more, 0x1234)
@@ -90,7 +90,8 @@ def ipv6(src, dst, proto, body, ext=()) -> bytes:
     return struct.pack("!IHBB16s16s", 6 << 28, len(chain) + len(body), nh, 64, _ip(src), _ip(dst)) + chain + body
 
 
-def tcp_ip(src, dst, sport, dport, flags, seq, ack=0, payload=b"", tcp_options=b"", ip_options=b"", ext=(), **ip) -> bytes:
+def tcp_ip(src, dst, sport, dport, flags, seq, ack=0, payload=b"", tcp_options=b"", ip_options=b"", ext=(),
+           **ip) -> bytes:
     """A TCP segment in IPv4 (``ip_options``, ``**ip`` for :func:`ipv4`) or IPv6 (``ext``), by ``src``'s family."""
     seg = tcp(src, dst, sport, dport, flags, seq, ack, payload, tcp_options)
     if ipaddress.ip_address(src).version == 4:
@@ -224,7 +225,7 @@ class Pcapng:
         length = sum(map(len, self.blocks[self.shb + 1:]))
         self.blocks[self.shb] = Pcapng().section(*self._shb_args, section_length=length).blocks[0]
 
-    def interface(self, linktype, tsresol=None, tsoffset=None, snaplen=0, name="eth0") -> int:
+    def interface(self, linktype, tsresol=None, tsoffset=None, snaplen=0, name="lo0") -> int:
         o = self.order
         opts = [(2, name.encode())]
         if tsresol is not None:
@@ -267,9 +268,11 @@ class Pcapng:
     def isb(self, iface=0):
         """Interface statistics block (type 5) with isb_ifrecv."""
         o = self.order
-        self.blocks.append(block(o, 5, struct.pack(o + "III", iface, 0, 0) + options(o, [(4, struct.pack(o + "Q", 7))])))
+        ifrecv = options(o, [(4, struct.pack(o + "Q", 7))])
+        self.blocks.append(block(o, 5, struct.pack(o + "III", iface, 0, 0) + ifrecv))
 
     def unknown(self, btype=0x00000BAD, body=b"\xde\xad\xbe\xef unknown block body"):
+        """A block the reader does not know: 0xBAD is a custom block (PEN, then data)."""
         self.blocks.append(block(self.order, btype, body))
 
     def raw(self, data: bytes):

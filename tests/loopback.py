@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -30,6 +31,10 @@ from conftest import missing
 
 V4, V6 = "127.0.0.1", "::1"
 PAYLOAD = b"hello handshake\n"
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 # -- capture ----------------------------------------------------------------
@@ -47,7 +52,7 @@ class Recording:
     def sync(self, timeout: float = 15.0) -> None:
         """Send a unique marker to ourselves until dumpcap has written it to the file
         (then every packet sent before it is on disk too: lo keeps order)."""
-        token = b"hs-marker-" + os.urandom(8).hex().encode()
+        token = b"hs" + os.urandom(6)  # 8 bytes: the datagram is 50 bytes on lo
         deadline, sent = time.monotonic() + timeout, 0.0
         while True:
             if self.proc.poll() is not None:
@@ -69,6 +74,8 @@ class Recording:
 def record(dumpcap: str, path: Path, ports, snaplen: int | None = None):
     """Capture TCP traffic of ``ports`` on lo into the pcapng file ``path``;
     yields once dumpcap is capturing, returns once the file is complete."""
+    if snaplen is not None and snaplen < 50:
+        raise ValueError("the markers need a snap length of at least 50")
     path = Path(path)
     path.unlink(missing_ok=True)
     with tempfile.TemporaryFile() as err:
@@ -112,9 +119,8 @@ class Server:
     """A threaded echo server on ``host`` (127.0.0.1 or ::1), ephemeral port, deep backlog."""
 
     def __init__(self, host: str = V4):
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         cls = type("S", (socketserver.ThreadingTCPServer,),
-                   {"address_family": family, "request_queue_size": 1024,
+                   {"address_family": _family(host), "request_queue_size": 1024,
                     "daemon_threads": True, "allow_reuse_address": True})
         self.server = cls((host, 0), _Echo)
         self.host, self.port = host, self.server.server_address[1]
@@ -136,7 +142,7 @@ class ClosedPort:
 
     def __init__(self, host: str = V4):
         self.host = host
-        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        self.sock = socket.socket(_family(host), socket.SOCK_STREAM)
         self.sock.bind((host, 0))
         self.port = self.sock.getsockname()[1]
 
@@ -147,11 +153,26 @@ class ClosedPort:
         self.sock.close()
 
 
+class FullListener:
+    """A listener with a full accept queue (backlog 0, one connection made at once and
+    never accepted, so before any capture starts): Linux drops the SYNs of further
+    connects, which the clients retry (after 1 s) until they give up."""
+
+    def __init__(self, host: str = V4):
+        self.host = host
+        self.sock = socket.create_server((host, 0), family=_family(host), backlog=0)
+        self.port = self.sock.getsockname()[1]
+        self.filler = socket.create_connection((host, self.port))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.filler.close()
+        self.sock.close()
+
+
 # -- clients ----------------------------------------------------------------
-
-def _family(host: str) -> int:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
 
 def complete(host: str, port: int, n: int) -> list[int]:
     """``n`` connections one after another: connect, send, read the reply, close.
@@ -181,6 +202,30 @@ def refused(host: str, port: int, n: int) -> list[int]:
     return ports
 
 
+def unanswered(host: str, port: int, n: int, wait: float = 1.5) -> list[int]:
+    """``n`` connects at once to a ``FullListener``, each given up after ``wait`` seconds
+    (one SYN retry with Linux's 1 s initial timeout). Returns the client ports."""
+    socks = [socket.socket(_family(host), socket.SOCK_STREAM) for _ in range(n)]
+
+    def attempt(s):
+        s.settimeout(wait)
+        try:
+            s.connect((host, port))
+        except TimeoutError:
+            return
+        raise AssertionError(f"connect to full listener {port} was answered")
+
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        with ThreadPoolExecutor(n) as pool:
+            list(pool.map(attempt, socks))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def concurrent(host: str, port: int, n: int) -> list[int]:
     """``n`` connections open at the same time (all connected before any data moves),
     then each sends, reads and closes. Returns the client ports."""
@@ -204,8 +249,8 @@ def concurrent(host: str, port: int, n: int) -> list[int]:
 
 # -- a whole recording ------------------------------------------------------
 
-CLIENTS = {"complete": complete, "refused": refused, "concurrent": concurrent}
-OUTCOME = {"complete": "complete", "refused": "refused", "concurrent": "complete"}
+CLIENTS = {"complete": complete, "refused": refused, "concurrent": concurrent, "unanswered": unanswered}
+OUTCOME = {"complete": "complete", "refused": "refused", "concurrent": "complete", "unanswered": "unanswered"}
 
 
 def make_capture(dumpcap: str, path: Path, plan, snaplen: int | None = None) -> list[tuple[str, tuple, tuple]]:
@@ -217,9 +262,10 @@ def make_capture(dumpcap: str, path: Path, plan, snaplen: int | None = None) -> 
         hosts = sorted({host for _, host, _ in plan})
         servers = {h: stack.enter_context(Server(h)) for h in hosts}
         closed = {h: stack.enter_context(ClosedPort(h)) for h in hosts}
-        ports = [s.port for s in servers.values()] + [c.port for c in closed.values()]
+        full = {h: stack.enter_context(FullListener(h)) for h in {h for w, h, _ in plan if w == "unanswered"}}
+        ports = [x.port for x in [*servers.values(), *closed.values(), *full.values()]]
         with record(dumpcap, path, ports, snaplen):
             for what, host, n in plan:
-                port = (closed if what == "refused" else servers)[host].port
+                port = {"refused": closed, "unanswered": full}.get(what, servers)[host].port
                 made += [(OUTCOME[what], (host, p), (host, port)) for p in CLIENTS[what](host, port, n)]
     return made

@@ -80,22 +80,25 @@ FIELDS = ["frame.time_epoch", "ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ip
           "tcp.flags", "tcp.seq_raw", "tcp.ack_raw", "tcp.len"]
 
 
-def tshark_rows(tshark, path) -> list[tuple]:
-    """tshark's TCP segments (reassembly off) as rows; None where tshark has no value
-    (the time of an SPB, the length of a fragment's TCP payload)."""
+def tshark_dissect(tshark, path) -> tuple[list[tuple], int]:
+    """tshark's TCP segments (reassembly off) as rows, and its count of frames;
+    None where tshark has no value (the time of an SPB, the TCP payload length
+    of a fragment)."""
     cmd = [tshark, "-n", "-r", str(path), "-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE",
-           "-Y", "tcp.flags", "-T", "fields", "-E", "occurrence=f"]
+           "-T", "fields", "-E", "occurrence=f"]
     out = subprocess.run(cmd + [x for f in FIELDS for x in ("-e", f)], capture_output=True, text=True, check=True)
-    rows = []
-    for line in out.stdout.splitlines():
+    rows, lines = [], out.stdout.splitlines()
+    for line in lines:
         t, s4, s6, sp, d4, d6, dp, fl, sq, ak, ln = line.split("\t")
-        rows.append((int(Decimal(t) * 10**9) if t else None, str(ipaddress.ip_address(s4 or s6)), int(sp),
-                     str(ipaddress.ip_address(d4 or d6)), int(dp), int(fl, 16), int(sq), int(ak or 0), int(ln) if ln else None))
-    return rows
+        if fl:  # a TCP header through the flags
+            rows.append((int(Decimal(t) * 10**9) if t else None, str(ipaddress.ip_address(s4 or s6)), int(sp),
+                         str(ipaddress.ip_address(d4 or d6)), int(dp), int(fl, 16), int(sq), int(ak or 0),
+                         int(ln) if ln else None))
+    return rows, len(lines)
 
 
 def agree(tshark, path, rows):
-    theirs = tshark_rows(tshark, path)
+    theirs = tshark_dissect(tshark, path)[0]
     assert len(theirs) == len(rows)
     for mine, t in zip(rows, theirs):
         assert tuple(m if x is None else x for m, x in zip(mine, t)) == mine
@@ -180,61 +183,68 @@ Q20 = 1_953_125  # ns per 2048 ticks of 2^-20 s: times exact in that resolution
 
 
 def multi_section():
-    """Three sections (LE, BE, LE), six interfaces with different link types,
+    """Three sections (LE, BE, LE), seven interfaces with different link types,
     resolutions and offsets, EPB/SPB/OPB, NRB/ISB/unknown blocks interleaved:
     (file bytes, expected rows, packet records)."""
     n, rows, count = Pcapng(), [], 0
 
-    def put(kind, iface, pkts, fr):
+    def put(kind, iface, pkts, fr, expect=()):
         nonlocal count
         for t, p in pkts:
             getattr(n, kind)(iface, t, fr(p))
-            count += 1
+        count += len(pkts)
+        rows.extend(expect)
+
+    def spb(data, row):
+        nonlocal count
+        n.spb(data)
+        count += 1
+        rows.append(row)
 
     # Section 1, little-endian.
     n.section("<")
     e = n.interface(1, tsresol=9)                                  # 10^-9
     r = n.interface(101, tsresol=0x80 | 20, tsoffset=1_000_000)    # 2^-20, +10^6 s
     s = n.interface(113)                                           # default 10^-6
-    n.nrb(), n.unknown()
+    n.nrb()
+    n.unknown()
     p, x = handshake(*V4, ip_options=IP_OPTIONS)
-    put("epb", e, p[:2], eth), n.isb(e), put("epb", e, p[2:], eth), rows.extend(x)
+    put("epb", e, p[:2], eth, x[:2])
+    n.isb(e)
+    put("epb", e, p[2:], eth, x[2:])
     p, x = handshake(*V6, t0=1_700_000_100 * 10**9, steps=(64 * Q20, 3 * Q20, Q20), ext=EXT, cport=5000)
-    put("epb", r, p, lambda y: y), rows.extend(x)
+    put("epb", r, p, lambda y: y, x)
     noise = T0 + 5_000_000_007
     put("epb", e, [(noise, udp_ip("10.0.0.3", "10.0.0.4"))], eth)
-    n.spb(eth(tcp_ip(*V4, 40002, 80, SYN, 42)))  # SPB: time of the previous packet (the UDP one)
-    count += 1
-    rows.append((noise, V4[0], 40002, V4[1], 80, SYN, 42, 0, 0))
+    # SPB: the time of the previous packet (the UDP one)
+    spb(eth(tcp_ip(*V4, 40002, 80, SYN, 42)), (noise, V4[0], 40002, V4[1], 80, SYN, 42, 0, 0))
     p, x = handshake("192.168.1.1", "192.168.1.2", t0=T0 + 6 * 10**9, q=1000)
-    put("opb", s, p, sll), rows.extend(x)
+    put("opb", s, p, sll, x)
     n.unknown(0x00000BAD)
 
     # Section 2, big-endian: interface numbers start again at 0.
     n.section(">", opts=())
     nl = n.interface(0)                                            # 10^-6, family in BE
     lp = n.interface(108, tsresol=3, tsoffset=-5)                  # 10^-3, -5 s
-    n.spb(null(tcp_ip(*V6, 40003, 22, SYN, 43), ">"))  # first packet of its section: time 0
-    count += 1
-    rows.append((0, V6[0], 40003, V6[1], 22, SYN, 43, 0, 0))
+    # SPB, first packet of its section: time 0
+    spb(null(tcp_ip(*V6, 40003, 22, SYN, 43), ">"), (0, V6[0], 40003, V6[1], 22, SYN, 43, 0, 0))
     p, x = handshake("172.16.0.1", "172.16.0.2", t0=T0 + 7 * 10**9, q=1000)
-    put("epb", nl, p, lambda y: null(y, ">")), rows.extend(x)
+    put("epb", nl, p, lambda y: null(y, ">"), x)
     n.unknown(0x80000001)
     p, x = handshake(*V6, t0=T0 + 8 * 10**9, q=10**6, steps=(10**6, 2 * 10**6, 0), cport=40004)
-    put("epb", lp, p, loop), rows.extend(x)
+    put("epb", lp, p, loop, x)
     n.nrb()
 
-    # Section 3, little-endian again, with a section length instead of -1.
+    # Section 3, little-endian again, stating its length instead of -1.
     n.section("<")
     s2 = n.interface(276, tsresol=6)
     e2 = n.interface(1, tsresol=9, tsoffset=2)
     p, x = handshake(*V4, t0=T0 + 9 * 10**9, q=1000, cport=40005)
-    put("epb", s2, p, sll2), rows.extend(x)
+    put("epb", s2, p, sll2, x)
     put("epb", e2, [(T0 + 10 * 10**9 + 1, udp_ip("10.0.0.3", "10.0.0.4"))], eth)
-    n.spb(sll2(tcp_ip(*V4, 40006, 80, SYN, 44)))  # previous packet was on interface 1: its time
-    count += 1
-    rows.append((T0 + 10 * 10**9 + 1, V4[0], 40006, V4[1], 80, SYN, 44, 0, 0))
-    n.seal()  # this section states its length instead of -1
+    # SPB after a packet of interface 1: that packet's time
+    spb(sll2(tcp_ip(*V4, 40006, 80, SYN, 44)), (T0 + 10 * 10**9 + 1, V4[0], 40006, V4[1], 80, SYN, 44, 0, 0))
+    n.seal()
     return n.bytes(), rows, count
 
 
@@ -317,25 +327,27 @@ def test_pcapng_byte_orders_and_obsolete_blocks(tmp_path, tshark, order):
 # --- records straddling chunks, snap lengths, fragments -------------------------
 
 def many(k, q=1):
-    """``k`` handshakes alternating IPv4/IPv6, each followed by UDP noise."""
-    pkts, rows = [], []
+    """``k`` handshakes alternating IPv4/IPv6, each followed by UDP noise:
+    ``[(time_ns, IP packet, expected row or None)]``."""
+    out = []
     for h in range(k):
         c, s = (V4 if h % 2 else V6)
         p, r = handshake(c, s, t0=T0 + h * 10**9, q=q, cport=10000 + h, isn=(h * 7919, h * 104729),
                          **({"ip_options": IP_OPTIONS} if h % 4 == 1 else {"ext": EXT} if h % 4 == 2 else {}))
-        pkts += p + [(T0 // q * q + h * 10**9 + 900_000_000, udp_ip(c, s, payload=b"u" * (h % 50)))]
-        rows += r
-    return pkts, rows
+        out += [(t, x, row) for (t, x), row in zip(p, r)]
+        out.append((T0 // q * q + h * 10**9 + 900_000_000, udp_ip(c, s, payload=b"u" * (h % 50)), None))
+    return out
 
 
 CHUNKS = [{"chunk_size": 4096}, {}]  # 4 kB chunks, and the default
 
 
+@pytest.mark.parametrize("order", ["<", ">"])
 @pytest.mark.parametrize("kw", CHUNKS, ids=["4k", "default"])
-def test_pcap_larger_than_chunk(tmp_path, kw):
-    pkts, rows = many(800)  # 4000 records, ~350 kB: records straddle 4 kB chunk boundaries
-    path = write(tmp_path / "f.pcap", pcap([(t, eth(p)) for t, p in pkts], 1, nano=True))
-    check(path, rows, len(pkts), **kw)
+def test_pcap_larger_than_chunk(tmp_path, kw, order):
+    items = many(800)  # 4000 records, ~350 kB: records straddle 4 kB chunk boundaries
+    path = write(tmp_path / "f.pcap", pcap([(t, eth(p)) for t, p, _ in items], 1, nano=True, order=order))
+    check(path, [r for _, _, r in items if r], len(items), **kw)
 
 
 def test_chunk_size_none_is_the_default(tmp_path):
@@ -346,18 +358,31 @@ def test_chunk_size_none_is_the_default(tmp_path):
 
 @pytest.mark.parametrize("kw", CHUNKS, ids=["4k", "default"])
 def test_pcapng_larger_than_chunk(tmp_path, kw):
-    pkts, rows = many(700, q=1000)
-    n = Pcapng().section(">")
-    i, j = n.interface(1), n.interface(113, tsresol=9)
-    for k, (t, p) in enumerate(pkts):
-        if k % 3:
+    """A new section every 900 packets, byte order alternating; a second
+    interface defined mid-section; every 10th packet an SPB (the time of the
+    packet before it, maybe in the previous chunk; 0 first in a section);
+    unknown blocks between."""
+    n, rows, prev = Pcapng(), [], 0
+    items = many(700, q=1000)
+    for k, (t, p, row) in enumerate(items):
+        if k % 900 == 0:
+            n.section("<>"[k // 900 % 2])
+            i, j, prev = n.interface(1), None, 0
+        if k % 900 == 450:
+            j = n.interface(113, tsresol=9)
+        if k % 10 == 9:
+            n.spb(eth(p))
+            t = prev
+        elif j is None or k % 3:
             n.epb(i, t, eth(p))
         else:
             n.epb(j, t, sll(p))
+        prev = t
+        if row:
+            rows.append((t, *row[1:]))
         if k % 97 == 0:  # a custom block (0xBAD: PEN + data), or an unknown type with an empty body
             n.unknown(0x00000BAD, b"\0\0\x7f\xfe" + b"u" * (k % 13)) if k % 2 else n.unknown(0x00001234, b"")
-    path = write(tmp_path / "f.pcapng", n.bytes())
-    check(path, rows, len(pkts), **kw)
+    check(write(tmp_path / "f.pcapng", n.bytes()), rows, len(items), **kw)
 
 
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
@@ -419,3 +444,16 @@ def test_fragments(tmp_path, tshark):
             (T0 + 6, V6[0], 40002, V6[1], 443, SYN, 88, 0, 0)]
     check(path, rows, len(pkts))
     agree(tshark, path, rows)
+
+
+def test_corpus_agrees_with_tshark(corpus, tshark):
+    """Real captures from other tools: the same segments and packet count as tshark."""
+    files = sorted(f for f in corpus.iterdir() if f.suffix in (".pcap", ".pcapng"))
+    assert len(files) >= 10
+    for f in files:
+        reader, rows = read(f)
+        theirs, frames = tshark_dissect(tshark, f)
+        assert (reader.packets, reader.truncated_at) == (frames, None), f.name
+        assert len(rows) == len(theirs), f.name
+        for mine, t in zip(rows, theirs):
+            assert tuple(m if x is None else x for m, x in zip(mine, t)) == mine, f.name

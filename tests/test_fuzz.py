@@ -23,7 +23,7 @@ from handshake_score.segments import SEGMENT
 from handshake_score.sources import CaptureReader
 from handshake_score.summary import score_files
 
-FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 T0 = 1_700_000_000_123_456_000
 V4, V6 = ("10.0.0.1", "10.0.0.2"), ("2001:db8::1", "2001:db8::2")
 
@@ -43,7 +43,8 @@ def _crafted() -> dict[str, bytes]:
         n.nrb()
         for k, p in enumerate(hs4):
             n.epb(e, T0 + k * 1000, eth(p, vlans=[(ETH_QINQ, 1), (ETH_VLAN, 2)]))
-        n.unknown(), n.isb()
+        n.unknown()
+        n.isb()
         for k, p in enumerate(hs6):
             n.epb(r, T0 // 1953125 * 1953125 + k * 1953125, p)
         n.spb(eth(frag))
@@ -56,16 +57,24 @@ def _crafted() -> dict[str, bytes]:
         seeds[f"crafted{order}.pcapng"] = n.bytes()
         seeds[f"crafted{order}.pcap"] = pcap([(T0 + k * 1000, null(p, order)) for k, p in enumerate(hs4 + hs6)],
                                              0, nano=order == ">", order=order)
+    seeds["mixed.pcapng"] = seeds["crafted<.pcapng"] + seeds["crafted>.pcapng"]  # sections of both orders
     seeds["fcs.pcap"] = pcap([(T0 + k * 1000, eth(p, fcs=True)) for k, p in enumerate(hs4 + [frag])], 1 | FCS_4)
     return seeds
 
 
 CRAFTED = _crafted()
 MAGICS = [pcap_header(1)[:4], pcap_header(1, True)[:4], pcap_header(1, order=">")[:4], b"\x0a\x0d\x0d\x0a"]
-HEADERS = [pcap_header(lt, nano, order) for lt in (1, 0, 113, 229) for nano in (False, True) for order in "<>"] + [
-    Pcapng().section(order).bytes() for order in "<>"]
-HEADERS += [h + struct.pack(h[8:12] == b"\x4d\x3c\x2b\x1a" and "<IIHHI" or ">IIHHI", 1, 20, lt, 0, 0)
-            for h in HEADERS[-2:] for lt in (1, 101)]  # SHB + an interface (LE and BE)
+
+
+def _ng_head(order, linktype=None) -> bytes:
+    n = Pcapng().section(order)
+    if linktype is not None:
+        n.interface(linktype, tsresol=9)
+    return n.bytes()
+
+
+HEADERS = [pcap_header(lt, nano, order) for lt in (1, 0, 113, 229) for nano in (False, True) for order in "<>"]
+HEADERS += [_ng_head(order, lt) for order in "<>" for lt in (None, 1, 101)]  # SHB, + an interface
 
 
 @pytest.fixture(scope="module")
@@ -165,9 +174,84 @@ def test_mutated_crafted(workdir, seed, mutations, chunk):
     safe(workdir / "c.bin", mutate(CRAFTED[seed], mutations), chunk)
 
 
+def records(data: bytes) -> tuple[int, list[tuple[int, bool]]]:
+    """Walk a well-formed crafted file: (end of its file header or first SHB,
+    [(end offset of each record or block, whether it holds a packet)])."""
+    out = []
+    if data[:4] != b"\x0a\x0d\x0d\x0a":
+        order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        off = 24
+        while off < len(data):
+            off += 16 + struct.unpack_from(order + "I", data, off + 8)[0]
+            out.append((off, True))
+        return 24, out
+    off, order = 0, "<"
+    while off < len(data):
+        if data[off:off + 4] == b"\x0a\x0d\x0d\x0a":
+            order = "<" if data[off + 8:off + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+        btype, length = struct.unpack_from(order + "II", data, off)
+        off += length
+        out.append((off, btype in (2, 3, 6)))
+    return out[0][0], out[1:]
+
+
 @pytest.mark.parametrize("seed", sorted(CRAFTED))
-def test_every_truncation_of_crafted(workdir, seed):
-    """Each prefix of each crafted file (a cut at every byte)."""
+def test_every_cut_of_crafted(workdir, seed):
+    """A crafted file cut at every byte after its header: the records before the
+    cut are read, exactly as in the whole file; ``truncated_at`` is where the
+    cut record starts (None on a record boundary)."""
     data = CRAFTED[seed]
+    head, recs = records(data)
+    assert recs[-1][0] == len(data)
+    whole = CaptureReader(str(write(workdir / "w.bin", data)))
+    full = np.concatenate(list(whole))
+    assert whole.packets == sum(p for _, p in recs) and whole.truncated_at is None
     for n in range(len(data) + 1):
-        safe(workdir / "t.bin", data[:n])
+        path = write(workdir / "t.bin", data[:n])
+        if n < head:
+            safe(path, data[:n])
+            continue
+        reader = CaptureReader(str(path))
+        got = [c.copy() for c in reader]
+        got = np.concatenate(got) if got else np.zeros(0, SEGMENT)
+        ends = [e for e, _ in recs if e <= n]
+        last = max(ends, default=head)
+        assert reader.truncated_at == (None if n == last else last), n
+        assert reader.packets == sum(p for e, p in recs if e <= n), n
+        assert got.tobytes() == full[:len(got)].tobytes(), n
+
+
+def _time_options_crash(workdir, tsresol, tsoffset) -> str | None:
+    n = Pcapng().section("<")
+    i = n.interface(1, tsresol=tsresol, tsoffset=tsoffset)
+    for ticks in (0, 2**64 - 1):  # the smallest and largest 64-bit timestamps
+        n.epb(i, 0, eth(tcp_ip(*V4, 1, 2, SYN, 3)), ticks=ticks)
+    try:
+        safe(workdir / "times.pcapng", n.bytes())
+    except Exception as e:  # noqa: BLE001 - collected, reported below
+        return f"{type(e).__name__}: {e}"
+
+
+def test_any_tsresol(workdir):
+    """Every if_tsresol byte (10^-v or 2^-v, v up to 127)."""
+    crashes = {v: c for v in range(256) if (c := _time_options_crash(workdir, v, None))}
+    assert not crashes, f"{len(crashes)} values crash, e.g. if_tsresol={min(crashes)}: {crashes[min(crashes)]}"
+
+
+def test_any_tsoffset(workdir):
+    """if_tsoffset is a signed 64-bit count of seconds: its extremes too."""
+    offsets = [-(2**63), -(10**10), -1, 0, 1, 9_223_372_036, 10**10, 2**63 - 1]
+    crashes = {v: c for v in offsets if (c := _time_options_crash(workdir, 6, v))}
+    assert not crashes, f"crashing if_tsoffset values: {crashes}"
+
+
+def test_timestamps_at_the_int64_edge(workdir):
+    """A handshake whose nanosecond timestamps straddle 2^63 (a 64-bit pcapng
+    count that int64 cannot hold): read and scored, or refused as CaptureError."""
+    n = Pcapng().section("<")
+    i = n.interface(1, tsresol=9)
+    for ticks, (a, b, sp, dp, flags, seq, ack) in [(2**63, (*V4, 1000, 80, SYN, 100, 0)),
+                                                   (2**63 - 1, (V4[1], V4[0], 80, 1000, SYN | ACK, 500, 101)),
+                                                   (2**63 - 1, (*V4, 1000, 80, ACK, 101, 501))]:
+        n.epb(i, 0, eth(tcp_ip(a, b, sp, dp, flags, seq, ack)), ticks=ticks)
+    safe(workdir / "edge.pcapng", n.bytes())

@@ -16,17 +16,27 @@ import pytest
 from conftest import KINDS, OUTCOMES, ROOT
 from loopback import V4, V6, make_capture
 
+from handshake_score.segments import ACK, SYN
 from handshake_score.summary import score_files
 
 EXAMPLE = ROOT / "captures" / "example-loopback.pcapng"
 
 
-def frames(tshark: str, path) -> tuple[list[int], int]:
-    """Every frame's time in integer ns, and how many are TCP, as tshark reads the file."""
-    out = subprocess.run([tshark, "-r", str(path), "-T", "fields", "-E", "separator=,", "-e", "frame.time_epoch",
-                          "-e", "tcp.srcport"], capture_output=True, text=True, check=True).stdout
-    rows = [line.split(",") for line in out.splitlines()]
-    return [int(Decimal(t) * 1_000_000_000) for t, _ in rows], sum(port != "" for _, port in rows)
+def tshark_view(tshark: str, path) -> tuple[list[int], int, Counter]:
+    """As tshark reads the file: every frame's time in integer ns, how many frames are
+    TCP, and the pure SYNs (first ones and retries) per (client, server)."""
+    fields = ["frame.time_epoch", "tcp.srcport", "tcp.dstport", "tcp.flags", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst"]
+    out = subprocess.run([tshark, "-r", str(path), "-T", "fields", *[a for f in fields for a in ("-e", f)]],
+                         capture_output=True, text=True, check=True).stdout
+    times, tcp, syns = [], 0, Counter()
+    for line in out.splitlines():
+        t, sport, dport, flags, src4, dst4, src6, dst6 = line.split("\t")
+        times.append(int(Decimal(t) * 1_000_000_000))
+        if sport:
+            tcp += 1
+            if int(flags, 16) & (SYN | ACK) == SYN:
+                syns[(src4 or src6, int(sport)), (dst4 or dst6, int(dport))] += 1
+    return times, tcp, syns
 
 
 def score(path):
@@ -39,12 +49,15 @@ def check(tshark: str, path, made) -> tuple[dict, list]:
     """Score ``path`` and check it against ``made`` (from ``make_capture``): counts,
     which connection each note names, outcomes, note times and delays."""
     got, notes = score(path)
+    times, tcp, syns = tshark_view(tshark, path)
+    assert set(syns) == {(c, s) for _, c, s in made}  # the capture holds our attempts only
+    retries = Counter({attempt: n - 1 for attempt, n in syns.items() if n > 1})  # SYNs sent again
     outcomes = Counter(outcome for outcome, _, _ in made)
     done, refused = outcomes["complete"], outcomes["refused"]
-    assert got["notes"] == dict.fromkeys(KINDS, 0) | {"syn": len(made), "syn-ack": done, "ack": done, "rst": refused}
-    assert got["handshakes"] == dict.fromkeys(OUTCOMES, 0) | {"complete": done, "refused": refused}
-    times, tcp = frames(tshark, path)
-    assert (got["packets"], got["tcp_segments"]) == (len(times), tcp)
+    assert got["notes"] == {"syn": len(made), "syn-retry": retries.total(), "syn-ack": done,
+                            "syn-ack-retry": 0, "ack": done, "rst": refused}
+    assert got["handshakes"] == dict.fromkeys(OUTCOMES, 0) | outcomes
+    assert (got["packets"], got["tcp_segments"], got["evicted"]) == (len(times), tcp, 0)
 
     # Each note names a connection that was made, by its client socket's own port.
     named = {k: Counter((n.handshake.client, n.handshake.server) for n in notes if n.kind == k) for k in KINDS}
@@ -52,7 +65,7 @@ def check(tshark: str, path, made) -> tuple[dict, list]:
     assert named["syn"] == attempts
     assert named["syn-ack"] == named["ack"] == Counter((c, s) for o, c, s in made if o == "complete")
     assert named["rst"] == Counter((c, s) for o, c, s in made if o == "refused")
-    assert named["syn-retry"] == named["syn-ack-retry"] == Counter()
+    assert (named["syn-retry"], named["syn-ack-retry"]) == (retries, Counter())
     handshakes = {id(n.handshake): n.handshake for n in notes}.values()
     assert Counter((h.client, h.server, h.outcome) for h in handshakes) == Counter((c, s, o) for o, c, s in made)
 
@@ -63,7 +76,10 @@ def check(tshark: str, path, made) -> tuple[dict, list]:
     span = times[-1] - times[0]
     for n in notes:
         h = n.handshake
-        assert n.time_ns == {"syn": h.syn_ns, "syn-ack": h.syn_ack_ns, "ack": h.ack_ns, "rst": h.rst_ns}[n.kind]
+        if n.kind == "syn-retry":
+            assert 0 < n.time_ns - h.syn_ns < span
+        else:
+            assert n.time_ns == {"syn": h.syn_ns, "syn-ack": h.syn_ack_ns, "ack": h.ack_ns, "rst": h.rst_ns}[n.kind]
         if h.outcome == "complete":
             assert 0 < h.syn_ack_ns - h.syn_ns < span and 0 < h.ack_ns - h.syn_ack_ns < span
         elif n.kind == "rst":  # refused: the RST follows its SYN
@@ -122,6 +138,20 @@ def test_three_hundred_at_once(dumpcap, tshark, tmp_path):
 
 
 @pytest.mark.capture
+def test_unanswered_syns_are_retried(dumpcap, tshark, tmp_path):
+    """SYNs dropped by a full accept queue: the clients retry them after 1 s and give
+    up at 1.5 s. How many retries the kernel sent is timing; tshark counts them."""
+    path = tmp_path / "unanswered.pcapng"
+    made = make_capture(dumpcap, path, [("unanswered", V4, 2), ("unanswered", V6, 1)])
+    got, notes = check(tshark, path, made)
+    assert got["handshakes"] == {"complete": 0, "refused": 0, "unanswered": 3, "incomplete": 0}
+    assert (got["notes"]["syn"], got["notes"]["syn-ack"], got["notes"]["ack"], got["notes"]["rst"]) == (3, 0, 0, 0)
+    retried = Counter(n.handshake.client for n in notes if n.kind == "syn-retry")
+    assert set(retried) == {c for _, c, _ in made}  # Linux retries a SYN after 1 s: each did, at least once
+    assert got["delays_ms"] == {"syn_to_syn_ack": {"median": None, "count": 0}, "syn_ack_to_ack": {"median": None, "count": 0}}
+
+
+@pytest.mark.capture
 def test_mixed_capture_and_cli(dumpcap, tshark, tmp_path):
     path = tmp_path / "mixed.pcapng"
     plan = [("complete", V4, 10), ("refused", V4, 4), ("complete", V6, 6), ("refused", V6, 2),
@@ -136,17 +166,30 @@ def test_mixed_capture_and_cli(dumpcap, tshark, tmp_path):
 def test_bundled_example_capture(tshark):
     """captures/example-loopback.pcapng scores as captures/README.md says."""
     got, notes = score(EXAMPLE)
-    times, tcp = frames(tshark, EXAMPLE)
+    times, tcp, _ = tshark_view(tshark, EXAMPLE)
     assert (got["packets"], got["tcp_segments"]) == (len(times), tcp) == (46, 42)
     assert got["notes"] == {"syn": 5, "syn-retry": 0, "syn-ack": 4, "syn-ack-retry": 0, "ack": 4, "rst": 1}
     assert got["handshakes"] == {"complete": 4, "refused": 1, "unanswered": 0, "incomplete": 0}
     syns = [(n.handshake.client, n.handshake.server, n.handshake.outcome) for n in notes if n.kind == "syn"]
-    assert syns == [(("127.0.0.1", 42854), ("127.0.0.1", 38483), "complete"),
-                    (("127.0.0.1", 42860), ("127.0.0.1", 38483), "complete"),
-                    (("127.0.0.1", 42862), ("127.0.0.1", 38483), "complete"),
-                    (("127.0.0.1", 56067), ("127.0.0.1", 38247), "refused"),
-                    (("::1", 41704), ("::1", 33905), "complete")]
+    assert syns == [(("127.0.0.1", 51856), ("127.0.0.1", 46279), "complete"),
+                    (("127.0.0.1", 51872), ("127.0.0.1", 46279), "complete"),
+                    (("127.0.0.1", 51874), ("127.0.0.1", 46279), "complete"),
+                    (("127.0.0.1", 60635), ("127.0.0.1", 35387), "refused"),
+                    (("::1", 49498), ("::1", 34385), "complete")]
     delays = [(n.handshake.syn_ack_ns - n.handshake.syn_ns, n.handshake.ack_ns - n.handshake.syn_ack_ns)
               for n in notes if n.kind == "ack"]
-    assert delays == [(32137, 20060), (7110, 8062), (21332, 7892), (23415, 9565)]
+    assert delays == [(12218, 11287), (4797, 4767), (5028, 5207), (9414, 5879)]
+    refused = [n.time_ns - n.handshake.syn_ns for n in notes if n.kind == "rst"]
+    assert refused == [6480]
     assert_cli_agrees(EXAMPLE, got)
+
+
+@pytest.mark.parametrize("require", ["", "1"])
+def test_no_capture_rights_skips_or_fails(tmp_path, monkeypatch, require):
+    """A dumpcap refused the capture skips the test here, and fails it under HS_REQUIRE_TSHARK=1."""
+    fake = tmp_path / "dumpcap"
+    fake.write_text("#!/bin/sh\necho 'dumpcap: You do not have permission to capture on device \"lo\".' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("HS_REQUIRE_TSHARK", require)
+    with pytest.raises(pytest.fail.Exception if require else pytest.skip.Exception, match="permission"):
+        make_capture(str(fake), tmp_path / "x.pcapng", [("complete", V4, 1)])

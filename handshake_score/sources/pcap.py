@@ -8,6 +8,7 @@ memoryview casts (about 100 ns a record); everything after it is numpy.
 from __future__ import annotations
 
 import struct
+from array import array
 from typing import BinaryIO, Iterator
 
 import numpy as np
@@ -24,11 +25,11 @@ RECORD = 16
 MAX_RECORD = 1 << 18  # libpcap's largest snap length; a record beyond it is corrupt
 
 
-def _walk_native(mv: memoryview, n: int) -> list[int]:
+def _walk_native(mv: memoryview, n: int) -> array:
     """Offsets of the records in ``mv[:n]``, walking little-endian headers.
     The last offsets may point past ``n``: the caller keeps the whole records."""
     views = [mv[k : k + ((n - k) >> 2 << 2)].cast("I") for k in range(4)]
-    off, out = 0, [0]
+    off, out = 0, array("q", [0])  # numpy takes an array without a copy
     ap = out.append
     try:
         while True:  # IndexError ends it: cheaper than a bounds test per record
@@ -42,9 +43,9 @@ def _walk_native(mv: memoryview, n: int) -> list[int]:
     return out
 
 
-def _walk_swapped(mv: memoryview, n: int) -> list[int]:
+def _walk_swapped(mv: memoryview, n: int) -> array:
     unpack = struct.Struct(">I").unpack_from
-    off, out = 0, [0]
+    off, out = 0, array("q", [0])
     ap = out.append
     try:
         while True:
@@ -67,7 +68,7 @@ class PcapFile:
         self.linktype = network & 0xFFFF  # the upper bits carry FCS information
         check_linktype(path, self.linktype)
         self.path = path
-        self.limit = max(self.snaplen, MAX_RECORD)
+        self.limit = min(max(self.snaplen, MAX_RECORD), 1 << 26)  # 64 MiB, as for pcapng blocks
         self.buffer = ChunkBuffer(f, path, chunk_size, len(head), head[HEADER:])
         self.truncated_at: int | None = None
         self.walk = _walk_swapped if self.swapped else _walk_native
@@ -76,7 +77,7 @@ class PcapFile:
         return read_chunks(self)
 
     def _chunk(self, mv: memoryview, n: int) -> tuple[int, int, Records | None]:
-        offs = np.array(self.walk(mv, n), np.int64)
+        offs = np.frombuffer(self.walk(mv, n), np.int64)
         u32 = be_views(mv)[2] if self.swapped else le_views(mv)[1]
         head_ok = offs + RECORD <= n
         incl = np.zeros(len(offs), np.int64)

@@ -9,6 +9,7 @@ memoryview directly (about 75 ns a block).
 from __future__ import annotations
 
 import struct
+from array import array
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -33,25 +34,29 @@ class Interface:
     tsoffset_ns: int = 0
 
     def to_ns(self, ts: np.ndarray) -> np.ndarray:
-        """Timestamps in this interface's units (uint64) as integer nanoseconds."""
+        """Timestamps in this interface's units (uint64) as integer nanoseconds.
+        Any resolution a file may claim is handled without overflow; sub-nanosecond
+        digits are dropped."""
+        k = self.tsresol
         if self.binary:
-            k = self.tsresol
+            sec = ts >> np.uint64(k) if k < 64 else np.zeros_like(ts)
             frac = ts & np.uint64((1 << k) - 1) if k < 64 else ts
             if k > 30:  # keep the product in 64 bits: drop what is below a nanosecond
-                frac, k2 = frac >> np.uint64(k - 30), 30
-            else:
-                k2 = k
-            ns = (ts >> np.uint64(k) if k < 64 else 0) * np.uint64(10**9) + ((frac * np.uint64(10**9)) >> np.uint64(k2))
-        elif self.tsresol <= 9:
-            ns = ts * np.uint64(10 ** (9 - self.tsresol))
-        else:
-            ns = ts // np.uint64(10 ** (self.tsresol - 9))
-        return ns.astype(np.int64) + self.tsoffset_ns
+                frac = frac >> np.uint64(k - 30) if k - 30 < 64 else np.zeros_like(ts)
+                k = 30
+            ns = sec * np.uint64(10**9) + ((frac * np.uint64(10**9)) >> np.uint64(k))
+        elif k <= 9:
+            ns = ts * np.uint64(10 ** (9 - k))
+        elif k - 9 < 20:
+            ns = ts // np.uint64(10 ** (k - 9))
+        else:  # finer than 10^-28 s: nothing is left of a 64-bit count in nanoseconds
+            ns = np.zeros_like(ts)
+        return ns.astype(np.int64) + np.int64(self.tsoffset_ns)
 
 
-def _walk(words: memoryview) -> list[int]:
+def _walk(words: memoryview) -> array:
     """Word offsets of the blocks in ``words``; the last may point past the end."""
-    i, out = 0, [0]
+    i, out = 0, array("q", [0])
     ap = out.append
     try:
         while True:
@@ -82,7 +87,7 @@ class PcapngFile:
     def _section_header(self, mv: memoryview, n: int) -> tuple[int, int]:
         """Parse the SHB at the front; (bytes consumed, bytes needed)."""
         if n < 12:
-            return 0, 12
+            return self._short_header(12)
         magic = int.from_bytes(mv[8:12], "little")
         if magic == BYTE_ORDER_MAGIC:
             self.swapped = False
@@ -94,10 +99,15 @@ class PcapngFile:
         if length < 28 or length % 4 or length > MAX_BLOCK:
             self._corrupt(f"section header length {length}", 0)
         if n < length:
-            return 0, length
+            return self._short_header(length)
         self.interfaces = []
         self.last_ns = 0  # "the previous packet" of a simple packet block is within its section
         return length, 0
+
+    def _short_header(self, need: int) -> tuple[int, int]:
+        if self.buffer.eof and self.buffer.base == 0:  # a file cut inside its first header holds nothing
+            raise CaptureError(self.path, "cut short inside the pcapng section header", self.buffer.base)
+        return 0, need
 
     def _chunk(self, mv: memoryview, n: int):
         """Describe the whole blocks at the front of the buffer: (consumed, needed, records)."""
@@ -110,7 +120,7 @@ class PcapngFile:
             words = memoryview(np.frombuffer(mv[:n4], ">u4").astype("<u4")).cast("B").cast("I")
         else:
             words = mv[:n4].cast("I")
-        offs = np.array(_walk(words), np.int64) << 2
+        offs = np.frombuffer(_walk(words), np.int64) << 2
         words.release()
         u8, be16, be32 = be_views(mv)
         u16, u32 = (be16, be32) if self.swapped else le_views(mv)
@@ -170,7 +180,8 @@ class PcapngFile:
                 v = mv[pos]
                 iface.binary, iface.tsresol = bool(v & 0x80), v & 0x7F
             elif code == 14 and size >= 8:
-                iface.tsoffset_ns = struct.unpack_from(order + "q", mv, pos)[0] * 1_000_000_000
+                offset_ns = struct.unpack_from(order + "q", mv, pos)[0] * 1_000_000_000
+                iface.tsoffset_ns = (offset_ns + (1 << 63)) % (1 << 64) - (1 << 63)  # wraps like the times
             pos += (size + 3) & ~3
         self.interfaces.append(iface)
 

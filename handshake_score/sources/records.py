@@ -8,6 +8,7 @@ which on a busy capture is a small part of them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator, Protocol
 
@@ -60,6 +61,10 @@ class ChunkBuffer:
 
     def __init__(self, f: BinaryIO, path: str, size: int, offset: int, head: bytes = b""):
         self.f, self.path = f, path
+        try:
+            self.file_size = os.fstat(f.fileno()).st_size
+        except (OSError, AttributeError, ValueError):
+            self.file_size = None
         self.buf = bytearray(max(size, len(head) + 4096))
         self.buf[: len(head)] = head
         self.n = len(head)          # valid bytes in buf
@@ -117,7 +122,8 @@ def read_chunks(fmt: RecordFormat) -> Iterator[Records]:
             yield records
             del records
         if not consumed:
-            if buf.eof:
+            beyond_file = buf.file_size is not None and buf.base + need > buf.file_size
+            if buf.eof or beyond_file:  # a record the file ends inside: never allocate for it
                 fmt.truncated_at = buf.base
                 return
             need = max(need, buf.n + 1)
