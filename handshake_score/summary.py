@@ -16,6 +16,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from .pipeline import WorkerReader, worth_a_worker
 from .sources import CaptureReader
 from .tracker import Handshake, HandshakeTracker, Kind, Note, Outcome
 
@@ -51,7 +52,10 @@ class Summary:
 
     def add(self, h: Handshake) -> None:
         """Record the delays of a finished attempt (the tracker's ``on_close``)."""
-        for delay, into in ((h.syn_to_syn_ack_ns, self.syn_to_syn_ack_ns), (h.syn_ack_to_ack_ns, self.syn_ack_to_ack_ns)):
+        if h.syn_ack_ns is None:
+            return
+        for delay, into in ((h.syn_ack_ns - h.syn_ns, self.syn_to_syn_ack_ns),
+                            (None if h.ack_ns is None else h.ack_ns - h.syn_ack_ns, self.syn_ack_to_ack_ns)):
             if delay is not None and _INT64_MIN <= delay <= _INT64_MAX:  # else the times of a corrupt file
                 into.append(delay)
 
@@ -82,20 +86,28 @@ def score_files(
     max_attempts: int = 200_000,
     on_note: Callable[[Note], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    parallel: bool | None = None,
 ) -> Summary:
     """Read each capture, track its handshakes and sum them up.
 
     ``on_note`` receives every note in capture order; ``on_progress`` the bytes
-    read so far (across files). Raises :class:`~handshake_score.errors.CaptureError`.
+    read so far (across files). ``parallel``: read in a second process (None:
+    for large files on a machine with two cores or more). Raises
+    :class:`~handshake_score.errors.CaptureError`.
     """
     summary = Summary()
     started = time.perf_counter()
     done = 0
     for path in paths:
-        reader = CaptureReader(path, strict=strict)
         tracker = HandshakeTracker(timeout_s=timeout_s, max_attempts=max_attempts, on_close=summary.add)
-        for batch in reader.batches():
-            notes = tracker.feed_batch(batch)
+        if parallel or (parallel is None and worth_a_worker(path)):
+            reader = WorkerReader(path, strict, tracker.prefilter.horizon_ns, tracker.prefilter.max_keys)
+            feed, batches = tracker.feed, reader
+        else:
+            reader = CaptureReader(path, strict=strict)
+            feed, batches = tracker.feed_batch, reader.batches()
+        for batch in batches:
+            notes = feed(batch)
             if on_note is not None:
                 for note in notes:
                     on_note(note)

@@ -15,8 +15,8 @@ oldest first (counted as evicted). Each record is reported once, through
 ``on_close``, when it leaves.
 
 Most segments of a capture are data and ACKs that cannot touch a handshake.
-:meth:`HandshakeTracker.wanted` picks, with numpy, the few that can; feeding
-all segments gives exactly the same notes, only slower.
+:class:`Prefilter` picks, with numpy, the few that can; feeding all segments
+gives exactly the same notes, only slower.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 def _bucket(keys: np.ndarray) -> np.ndarray:
     return (keys * _GOLDEN) >> np.uint64(64 - _BITMAP_BITS)
+
+
+def _key(ack: np.ndarray, client_port: np.ndarray, server_port: np.ndarray) -> np.ndarray:
+    return (ack.astype(np.uint64) << np.uint64(32)) | (client_port.astype(np.uint64) << np.uint64(16)) | server_port
 
 
 def _among(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
@@ -136,6 +140,65 @@ _SYN_SENT, _SYN_ACK_SEEN, _ESTABLISHED = State.SYN_SENT, State.SYN_ACK_SEEN, Sta
 _SYN, _SYN_RETRY, _SYN_ACK, _SYN_ACK_RETRY, _ACK, _RST = Kind.ALL
 
 
+class Prefilter:
+    """Picks, with numpy, the segments that can change a handshake: every SYN and
+    RST, and the plain ACKs whose ``(ack, client port, server port)`` matches a
+    SYN-ACK seen within ``horizon_ns`` (this batch's or an earlier one's).
+
+    It watches only the packet stream, never the tracker, so it can run ahead
+    of it in another process. It passes a superset of what the tracker can use:
+    an attempt lives at most ``timeout`` after its first SYN, which comes at most
+    ``orphan`` after its SYN-ACK, so ``horizon = timeout + orphan`` loses no
+    completing ACK. Past ``max_keys`` SYN-ACKs in that window (a flood of
+    them) the oldest keys are dropped and counted in ``dropped``.
+    """
+
+    def __init__(self, horizon_ns: int, max_keys: int = 1 << 21):
+        self.horizon_ns, self.max_keys = horizon_ns, max_keys
+        self.dropped = 0
+        self._keys = np.zeros(0, np.uint64)    # sorted
+        self._times = np.zeros(0, np.int64)
+        self._bitmap = np.zeros(_BITMAP_SIZE, bool)  # hashed keys: a cheap first test before the exact one
+        self._now = -(1 << 62)
+
+    def wanted(self, batch: TcpBatch) -> np.ndarray:
+        flags = batch.flags
+        syn = (flags & SYN) != 0
+        keep = syn | ((flags & RST) != 0)
+        synack = np.flatnonzero(syn & ((flags & ACK) != 0))
+        fresh = np.zeros(0, np.uint64)
+        if len(synack):  # the key of the ACK that would complete each SYN-ACK
+            fresh = _key(batch.seq[synack] + np.uint32(1), batch.dport[synack], batch.sport[synack])
+            self._bitmap[_bucket(fresh)] = True
+        if len(self._keys) or len(fresh):
+            acks = np.flatnonzero((flags & (SYN | RST | ACK)) == ACK)
+            ack_keys = _key(batch.ack[acks], batch.sport[acks], batch.dport[acks])
+            maybe = np.flatnonzero(self._bitmap[_bucket(ack_keys)])
+            candidates = ack_keys[maybe]
+            order = np.argsort(fresh)
+            keep[acks[maybe[_among(candidates, self._keys) | _among(candidates, fresh[order])]]] = True
+            if len(synack):
+                self._remember(fresh, batch.select(synack[-1:])["time_ns"][0])
+        return keep
+
+    def _remember(self, fresh: np.ndarray, now: int) -> None:
+        self._now = max(self._now, int(now))
+        keys = np.concatenate([self._keys, fresh])
+        times = np.concatenate([self._times, np.full(len(fresh), self._now, np.int64)])
+        if len(keys) > 2 * max(len(self._keys) - len(fresh), 4096):  # forget what no attempt can still use
+            live = times > self._now - self.horizon_ns
+            if np.count_nonzero(live) > self.max_keys:
+                newest = np.flatnonzero(live)[-self.max_keys:]
+                self.dropped += int(np.count_nonzero(live)) - self.max_keys
+                live = np.zeros(len(keys), bool)
+                live[newest] = True
+            keys, times = keys[live], times[live]
+            self._bitmap[:] = False
+            self._bitmap[_bucket(keys)] = True
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._times = keys[order], times[order]
+
+
 class HandshakeTracker:
     """Follows TCP handshakes through the segments it is fed.
 
@@ -161,78 +224,13 @@ class HandshakeTracker:
         self._orphans: OrderedDict[bytes, list] = OrderedDict()  # flow -> [time, seq, ack, count]
         self._next_id = 1
         self._now = -(1 << 62)
-        # the prefilter: keys (ack << 32 | client port << 16 | server port) of completing ACKs awaited
-        self._awaited_keys: list[int] = []
-        self._awaited_times: list[int] = []
-        self._keys = np.zeros(0, np.uint64)
-        self._key_times = np.zeros(0, np.int64)
-        self._bitmap = np.zeros(_BITMAP_SIZE, bool)  # hashed _keys: a cheap first test before the exact one
-
-    # -- the fast path -------------------------------------------------------------
-
-    def wanted(self, batch: TcpBatch) -> np.ndarray:
-        """Which segments of ``batch`` can change a handshake: every SYN and RST,
-        and the ACKs whose number and ports match a SYN-ACK, of this batch or
-        awaited from before. A superset: :meth:`feed` checks each exactly."""
-        flags = batch.flags
-        syn = (flags & SYN) != 0
-        keep = syn | ((flags & RST) != 0)
-        plain_ack = (flags & (SYN | RST | ACK)) == ACK
-        self._merge_awaited()
-        synack = syn & ((flags & ACK) != 0)
-        keys, bitmap = self._keys, self._bitmap
-        fresh = np.zeros(0, np.uint64)
-        if synack.any():  # the key of the ACK that would complete each SYN-ACK
-            fresh = np.sort(self._key(batch.seq[synack] + np.uint32(1), batch.dport[synack], batch.sport[synack]))
-            bitmap = bitmap.copy()
-            bitmap[_bucket(fresh)] = True
-        if len(keys) or len(fresh):
-            acks = np.flatnonzero(plain_ack)
-            ack_keys = self._key(batch.ack[acks], batch.sport[acks], batch.dport[acks])
-            maybe = np.flatnonzero(bitmap[_bucket(ack_keys)])
-            candidates = ack_keys[maybe]
-            keep[acks[maybe[_among(candidates, keys) | _among(candidates, fresh)]]] = True
-        return keep
+        self.prefilter = Prefilter(self.timeout_ns + self.orphan_ns, 4 * max_attempts)
 
     def feed_batch(self, batch: TcpBatch) -> list[Note]:
-        """Feed the segments of ``batch`` that :meth:`wanted` picks."""
+        """Feed the segments of ``batch`` that can change a handshake (see :class:`Prefilter`)."""
         if not len(batch):
             return []
-        return self.feed(batch.select(self.wanted(batch)))
-
-    @staticmethod
-    def _key(ack, client_port, server_port) -> np.ndarray:
-        return (ack.astype(np.uint64) << np.uint64(32)) | (client_port.astype(np.uint64) << np.uint64(16)) | server_port
-
-    def _merge_awaited(self) -> None:
-        if not self._awaited_keys:
-            return
-        new = np.array(self._awaited_keys, np.uint64)
-        keys = np.concatenate([self._keys, new])
-        times = np.concatenate([self._key_times, np.array(self._awaited_times, np.int64)])
-        self._awaited_keys.clear()
-        self._awaited_times.clear()
-        self._bitmap[_bucket(new)] = True
-        order = np.argsort(keys, kind="stable")
-        keys, times = keys[order], times[order]
-        if len(keys) > 2 * max(len(self._keys) - len(new), 4096):  # prune what no attempt can still use
-            live = times >= self._now - self.timeout_ns - self.orphan_ns
-            keys, times = keys[live], times[live]
-            if len(keys) > 4 * self.max_attempts:  # a flood of SYN-ACKs: rebuild from the table
-                keys, times = self._rebuild_keys()
-            self._bitmap[:] = False
-            self._bitmap[_bucket(keys)] = True
-        self._keys, self._key_times = keys, times
-
-    def _rebuild_keys(self) -> tuple[np.ndarray, np.ndarray]:
-        rows = [(self._await_key(h.flow, h.server_isn), h.syn_ack_ns) for h in self._flows.values()
-                if h.state is _SYN_ACK_SEEN]
-        rows += [(self._await_key(f, o[1]), o[0]) for f, o in self._orphans.items()]
-        return np.array([k for k, _ in rows], np.uint64), np.array([t for _, t in rows], np.int64)
-
-    @staticmethod
-    def _await_key(flow: bytes, server_isn: int) -> int:
-        return (((server_isn + 1) & _MOD) << 32) | int.from_bytes(flow[16:18], "big") << 16 | int.from_bytes(flow[34:36], "big")
+        return self.feed(batch.select(self.prefilter.wanted(batch)))
 
     # -- the state machine ---------------------------------------------------------
 
@@ -246,16 +244,15 @@ class HandshakeTracker:
         raw = segments["flow"]
         swapped = np.ascontiguousarray(raw).view(np.uint8).reshape(-1, 36)[:, np.r_[18:36, 0:18]]
         reverse = np.ascontiguousarray(swapped).view("V36").ravel().tolist()
-        ports = (segments["dport"].astype(np.int64) << 16 | segments["sport"]).tolist()  # an ACK's key, for a SYN-ACK
         rows = zip(times.tolist(), raw.tolist(), reverse, segments["flags"].tolist(),
-                   segments["seq"].tolist(), segments["ack"].tolist(), segments["payload"].tolist(), ports)
+                   segments["seq"].tolist(), segments["ack"].tolist(), segments["payload"].tolist())
         flows, counts = self._flows, self.notes
-        for t, flow, rflow, flags, seq, ack, payload, port_key in rows:
+        for t, flow, rflow, flags, seq, ack, payload in rows:
             if flags & SYN:
                 if flags & RST:
                     continue  # SYN+RST is no handshake packet
                 if flags & ACK:
-                    self._syn_ack(t, rflow, seq, ack, notes, port_key)
+                    self._syn_ack(t, rflow, seq, ack, notes)
                 else:
                     self._syn(t, flow, seq, payload, notes)
             elif flags & RST:
@@ -302,14 +299,6 @@ class HandshakeTracker:
         self.notes[kind] += 1
         notes.append(_new_note(Note, (t, kind, h)))
 
-    def _await(self, flow: bytes, server_isn: int, t: int, port_key: int | None = None) -> None:
-        """Let the prefilter pass the ACK that would complete this SYN-ACK."""
-        if port_key is None:
-            self._awaited_keys.append(self._await_key(flow, server_isn))
-        else:
-            self._awaited_keys.append(((server_isn + 1) & _MOD) << 32 | port_key)
-        self._awaited_times.append(t)
-
     def _syn(self, t: int, flow: bytes, isn: int, payload: int, notes: list) -> None:
         h = self._flows.get(flow)
         if h is not None:
@@ -333,21 +322,18 @@ class HandshakeTracker:
                 self._note(notes, t0, _SYN_ACK, h)
                 for _ in range(count - 1):
                     self._note(notes, t0, _SYN_ACK_RETRY, h)
-                self._await(flow, seq, t0)
 
     @staticmethod
     def _answers(h: Handshake, ack: int) -> bool:
         return ack == (h.isn + 1) & _MOD or bool(h.syn_data and ack == (h.isn + 1 + h.syn_data) & _MOD)
 
-    def _syn_ack(self, t: int, flow: bytes, seq: int, ack: int, notes: list, port_key: int | None = None) -> None:
-        """``flow`` is client -> server (the SYN-ACK travels the other way);
-        ``port_key``: client port << 16 | server port, when the caller has them."""
+    def _syn_ack(self, t: int, flow: bytes, seq: int, ack: int, notes: list) -> None:
+        """``flow`` is client -> server (the SYN-ACK travels the other way)."""
         h = self._flows.get(flow)
         if h is None:  # perhaps captured a moment before its SYN: wait for it a little
             orphan = self._orphans.get(flow)
             if orphan is None:
                 self._orphans[flow] = [t, seq, ack, 1]
-                self._await(flow, seq, t, port_key)
                 if len(self._orphans) > self.max_attempts:
                     self._orphans.popitem(last=False)
             elif orphan[2] == ack:
@@ -361,11 +347,6 @@ class HandshakeTracker:
             h.server_isn, h.syn_ack_ns, h.syn_acks, h.state = seq, t, 1, _SYN_ACK_SEEN
             self.notes[_SYN_ACK] += 1
             notes.append(_new_note(Note, (t, _SYN_ACK, h)))
-            if port_key is None:
-                self._await(flow, seq, t)
-            else:
-                self._awaited_keys.append(((seq + 1) & _MOD) << 32 | port_key)
-                self._awaited_times.append(t)
         else:
             h.syn_acks += 1
             self._note(notes, t, _SYN_ACK_RETRY, h)

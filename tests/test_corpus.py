@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import CORPUS, ROOT, corpus_expectations
+from handshake_score.errors import CaptureError
 from handshake_score.sources import CaptureReader
 from handshake_score.summary import score_files
 from handshake_score.tracker import HandshakeTracker
@@ -101,3 +102,51 @@ def test_segments_are_time_ordered_integers():
     segments = np.concatenate(list(CaptureReader(CORPUS / "resp_1_benchmark.pcap")))
     assert segments["time_ns"].dtype == np.int64
     assert len(segments) == 150 and np.all(np.diff(segments["time_ns"]) >= 0)
+
+
+def same_summary(path, **options) -> dict:
+    """score_files read in process and by a forked worker must agree exactly."""
+    results = []
+    for parallel in (False, True):
+        got = score_files([path], parallel=parallel, **options).as_dict()
+        got.pop("seconds")
+        results.append(got)
+    assert results[0] == results[1]
+    return results[0]
+
+
+def test_worker_reader_gives_the_same_summary(tmp_path):
+    path = tmp_path / "mixed.pcapng"
+    subprocess.run([sys.executable, ROOT / "benchmarks" / "make_capture.py", path, "--packets", "30000",
+                    "--format", "pcapng"], check=True, capture_output=True)
+    got = same_summary(path)
+    truth = json.loads(path.with_name(path.name + ".expected.json").read_text())
+    assert got["notes"] == truth["notes"] and got["handshakes"] == truth["handshakes"]
+    assert got["packets"] == 30000
+
+
+def test_worker_reader_reports_a_cut_file_the_same_way(tmp_path):
+    data = (CORPUS / "bgp-bgpsec.pcap").read_bytes()
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(data[:-30])
+    got = same_summary(path)
+    assert got["files"][0]["truncated_at"] is not None
+    errors = []
+    for parallel in (False, True):
+        with pytest.raises(CaptureError) as e:
+            score_files([path], strict=True, parallel=parallel)
+        errors.append(str(e.value))
+    assert errors[0] == errors[1] and "cut short" in errors[0]
+
+
+def test_worker_reader_reports_a_corrupt_file_the_same_way(tmp_path):
+    data = bytearray((CORPUS / "tcp_handshake.pcapng").read_bytes())
+    data[-4:] = b"\x01\x00\x00\x00"  # the last block's trailing length no longer matches
+    path = tmp_path / "corrupt.pcapng"
+    path.write_bytes(bytes(data))
+    errors = []
+    for parallel in (False, True):
+        with pytest.raises(CaptureError) as e:
+            score_files([path], parallel=parallel)
+        errors.append(str(e.value))
+    assert errors[0] == errors[1] and "corrupt pcapng block" in errors[0]

@@ -245,13 +245,22 @@ def test_any_tsoffset(workdir):
     assert not crashes, f"crashing if_tsoffset values: {crashes}"
 
 
-def test_timestamps_at_the_int64_edge(workdir):
-    """A handshake whose nanosecond timestamps straddle 2^63 (a 64-bit pcapng
-    count that int64 cannot hold): read and scored, or refused as CaptureError."""
+@pytest.mark.parametrize("case", ["ticks", "tsoffset"])
+def test_times_beyond_int64(workdir, case):
+    """A handshake at times int64 nanoseconds cannot hold (past 2262): 64-bit
+    tick counts straddling 2^63 ns, or an if_tsoffset of 10^10 s. Read and
+    scored, or refused as CaptureError; never wrapped round to negative times."""
     n = Pcapng().section("<")
-    i = n.interface(1, tsresol=9)
-    for ticks, (a, b, sp, dp, flags, seq, ack) in [(2**63, (*V4, 1000, 80, SYN, 100, 0)),
-                                                   (2**63 - 1, (V4[1], V4[0], 80, 1000, SYN | ACK, 500, 101)),
-                                                   (2**63 - 1, (*V4, 1000, 80, ACK, 101, 501))]:
-        n.epb(i, 0, eth(tcp_ip(a, b, sp, dp, flags, seq, ack)), ticks=ticks)
-    safe(workdir / "edge.pcapng", n.bytes())
+    i = n.interface(1, tsresol=9, tsoffset=10**10 if case == "tsoffset" else None)
+    ticks = [2**63, 2**63 - 1, 2**63 - 1] if case == "ticks" else [0, 1000, 2000]
+    for tk, (a, b, sp, dp, flags, seq, ack) in zip(ticks, [(*V4, 1000, 80, SYN, 100, 0),
+                                                          (V4[1], V4[0], 80, 1000, SYN | ACK, 500, 101),
+                                                          (*V4, 1000, 80, ACK, 101, 501)]):
+        n.epb(i, 0, eth(tcp_ip(a, b, sp, dp, flags, seq, ack)), ticks=tk)
+    path = workdir / f"edge-{case}.pcapng"
+    safe(path, n.bytes())
+    try:
+        times = np.concatenate(list(CaptureReader(str(path))))["time_ns"]
+    except CaptureError:
+        return
+    assert len(times) == 3 and (times >= 0).all(), times.tolist()

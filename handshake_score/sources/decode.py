@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import CaptureError
 from ..segments import SEGMENT, TcpBatch
-from .records import Records, be_views, le_views
+from .records import Records, be_u64, be_views, le_views
 
 LINKTYPES = {
     0: "BSD loopback (NULL)", 1: "Ethernet", 12: "raw IP", 14: "raw IP", 101: "raw IP",
@@ -41,7 +41,8 @@ class _Bytes:
     def __init__(self, buf):
         self.u8, self.be16, self.be32 = be_views(buf)
         self.le32 = le_views(buf)[1]
-        self.last = len(self.u8) - 4
+        self.be64 = be_u64(buf)
+        self.last = len(self.u8) - 8  # every gather clips here: safe for the widest
 
     def u8_(self, i):
         return self.u8[np.minimum(i, self.last)]
@@ -51,6 +52,9 @@ class _Bytes:
 
     def u32(self, i):
         return self.be32[np.minimum(i, self.last)]
+
+    def u64(self, i):
+        return self.be64[np.minimum(i, self.last)]
 
 
 def _ethertype(b: _Bytes, et: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,8 +143,10 @@ def decode(rec: Records) -> TcpBatch:
     ok &= l4 + 14 <= end  # through the flags; options and payload may be cut by the snap length
     rows = np.flatnonzero(ok)
     l3, l4, version = l3[rows], l4[rows], version[rows]
-    ports = b.u32(l4)
-    word = b.u16(l4 + 12)  # data offset, reserved, 12 flag bits
+    head = b.u64(l4)        # ports, sequence number
+    tail = b.u64(l4 + 8)    # acknowledgement number, data offset and flags, window
+    ports, seq = (head >> np.uint64(32)).astype(np.uint32), head.astype(np.uint32)
+    ack, word = (tail >> np.uint64(32)).astype(np.uint32), (tail >> np.uint64(16)).astype(np.uint16)
 
     def select(i: np.ndarray) -> np.ndarray:
         i = np.asarray(i, np.int64)
@@ -150,7 +156,7 @@ def decode(rec: Records) -> TcpBatch:
         out["time_ns"] = rec.time_ns(r)
         out["sport"], out["dport"] = ports[i] >> 16, ports[i] & 0xFFFF
         out["flags"] = word[i] & 0x0FFF
-        out["seq"], out["ack"] = b.u32(o4 + 4), b.u32(o4 + 8)
+        out["seq"], out["ack"] = seq[i], ack[i]
         doff = (word[i] >> 12).astype(np.int64) * 4
         # payload from the IP lengths; a zero length (segmentation offload) falls back to the wire length
         iplen = np.where(v4, b.u16(o3 + 2).astype(np.int64), b.u16(o3 + 4).astype(np.int64) + 40)
@@ -169,4 +175,4 @@ def decode(rec: Records) -> TcpBatch:
             raw[k6, 26:42] = b.u8[o3[k6, None] + np.arange(24, 40)]
         return out
 
-    return TcpBatch(word & 0x0FFF, ports >> 16, ports & 0xFFFF, b.u32(l4 + 4), b.u32(l4 + 8), select, packets=n)
+    return TcpBatch(word & 0x0FFF, (ports >> 16).astype(np.uint16), (ports & 0xFFFF).astype(np.uint16), seq, ack, select, packets=n)

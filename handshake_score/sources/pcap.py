@@ -80,8 +80,9 @@ class PcapFile:
         offs = np.frombuffer(self.walk(mv, n), np.int64)
         u32 = be_views(mv)[2] if self.swapped else le_views(mv)[1]
         head_ok = offs + RECORD <= n
-        incl = np.zeros(len(offs), np.int64)
-        incl[head_ok] = u32[offs[head_ok] + 8]
+        incl = np.empty(len(offs), np.int64)
+        incl[:-1] = offs[1:] - offs[:-1] - RECORD  # the walk already read every length but the last
+        incl[-1] = u32[offs[-1] + 8] if head_ok[-1] else 0
         bad = np.flatnonzero(head_ok & (incl > self.limit))
         if len(bad):
             at = self.buffer.base + int(offs[bad[0]])

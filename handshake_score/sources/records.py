@@ -27,6 +27,11 @@ def be_views(buf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return u8, u16, u32
 
 
+def be_u64(buf) -> np.ndarray:
+    """A big-endian ``u64`` view indexed by byte offset: two 32-bit fields in one gather."""
+    return np.ndarray((max(len(buf) - 7, 0),), ">u8", buf, 0, (1,))
+
+
 def le_views(buf) -> tuple[np.ndarray, np.ndarray]:
     """Little-endian ``u16`` and ``u32`` views indexed by byte offset."""
     n = len(buf)

@@ -1,0 +1,90 @@
+"""Reading a large capture in a second process while the tracker runs in this one.
+
+The record walk, the decoding and the :class:`~.tracker.Prefilter` need no
+tracker state, so on a machine with two cores they run ahead in a forked
+worker and send this process only the segments worth tracking (about one in
+seven on a busy capture). Small files are read in process: a fork costs more
+than it saves there.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from typing import Iterator
+
+import numpy as np
+
+from .errors import CaptureError, HandshakeScoreError
+from .segments import SEGMENT
+from .sources import CaptureReader
+from .tracker import Prefilter
+
+PARALLEL_FROM = 16 << 20  # bytes
+
+
+def worth_a_worker(path: str | os.PathLike) -> bool:
+    try:
+        big = os.stat(path).st_size >= PARALLEL_FROM
+    except OSError:
+        return False
+    return big and (os.cpu_count() or 1) > 1 and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _read(conn, path: str, strict: bool, horizon_ns: int, max_keys: int) -> None:
+    """The worker: ("batch", bytes read) + raw segments per chunk, then ("done", stats)."""
+    try:
+        reader = CaptureReader(path, strict=strict)
+        prefilter = Prefilter(horizon_ns, max_keys)
+        for batch in reader.batches():
+            if not len(batch):
+                continue
+            segments = batch.select(prefilter.wanted(batch))
+            conn.send(("batch", reader.bytes_read))
+            conn.send_bytes(segments.tobytes())
+        conn.send(("done", (reader.format, reader.size, reader.packets, reader.segments, reader.truncated_at)))
+    except CaptureError as e:
+        conn.send(("error", (e.path, e.problem, e.offset)))
+    except BaseException as e:  # reported as one line by the parent
+        conn.send(("crash", f"{type(e).__name__}: {e}"))
+    finally:
+        conn.close()
+
+
+class WorkerReader:
+    """Iterates the wanted segments of one capture read by a forked worker; after
+    the iteration, the same attributes as :class:`CaptureReader`."""
+
+    def __init__(self, path: str | os.PathLike, strict: bool, horizon_ns: int, max_keys: int):
+        self.path = os.fspath(path)
+        self._args = (self.path, strict, horizon_ns, max_keys)
+        self.bytes_read = 0
+        CaptureReader(path, strict=strict)  # fail on a missing or unreadable path here, not in the worker
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        ctx = multiprocessing.get_context("fork")
+        ours, theirs = ctx.Pipe(duplex=False)
+        worker = ctx.Process(target=_read, args=(theirs, *self._args), daemon=True)
+        worker.start()
+        theirs.close()
+        try:
+            while True:
+                try:
+                    kind, value = ours.recv()
+                except EOFError:
+                    raise HandshakeScoreError(f"{self.path}: the reading process ended unexpectedly") from None
+                if kind == "batch":
+                    self.bytes_read = value
+                    yield np.frombuffer(ours.recv_bytes(), SEGMENT)
+                elif kind == "done":
+                    self.format, self.size, self.packets, self.segments, self.truncated_at = value
+                    return
+                elif kind == "error":
+                    raise CaptureError(*value)
+                else:
+                    raise HandshakeScoreError(f"{self.path}: reading failed: {value}")
+        finally:
+            ours.close()
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
