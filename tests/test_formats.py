@@ -424,6 +424,26 @@ def test_snap_length_cuts(tmp_path, tshark):
     agree(tshark, path, rows)
 
 
+@pytest.mark.parametrize("src,dst", [V4, V6], ids=["ipv4", "ipv6"])
+def test_tcp_header_cut_at_the_end_of_the_file(tmp_path, src, dst):
+    """The last record of a file, its TCP header cut after ``cut`` bytes: skipped
+    while the flags are missing; from the flags on, skipped or read right (never
+    read from bytes that are not there)."""
+    p = tcp_ip(src, dst, 1000, 80, SYN | ACK, 0x11223344, 0x55667788)
+    right = [(T0, src, 1000, dst, 80, SYN | ACK, 0x11223344, 0x55667788, 0)]
+    ip = len(p) - 20
+    for cut in range(21):
+        path = write(tmp_path / f"cut{cut}.pcap", pcap([(T0, p[:ip + cut], len(p))], 101, nano=True))
+        reader, got = read(path)
+        assert reader.packets == 1
+        if cut < 14:
+            assert got == [], cut
+        elif cut < 20:
+            assert got in ([], right), cut
+        else:
+            assert got == right
+
+
 def test_fragments(tmp_path, tshark):
     """First fragments (offset 0) are read as TCP, with the payload their own IP
     length holds; later fragments are ignored even when their bytes look like TCP."""

@@ -32,7 +32,7 @@ class CaptureReader:
     ``strict``: a file cut short in the middle of a record is an error instead
     of a warning. After iterating, ``packets`` is the number of records read,
     ``segments`` the TCP segments among them and ``truncated_at`` the byte
-    offset where a cut-short file ends (None when whole).
+    offset where the record that the file ends inside starts (None when whole).
     """
 
     def __init__(self, path: str | os.PathLike, strict: bool = False, chunk_size: int | None = None):

@@ -140,7 +140,7 @@ def decode(rec: Records) -> TcpBatch:
         rows = np.flatnonzero(version == v)
         if len(rows):
             l4[rows], ok[rows] = parse(b, l3[rows], end[rows])
-    ok &= l4 + 14 <= end  # through the flags; options and payload may be cut by the snap length
+    ok &= l4 + 16 <= end  # through the flags and window; options and payload may be cut by the snap length
     rows = np.flatnonzero(ok)
     l3, l4, version = l3[rows], l4[rows], version[rows]
     head = b.u64(l4)        # ports, sequence number

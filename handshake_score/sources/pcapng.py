@@ -23,6 +23,7 @@ SHB, IDB, OPB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 MAX_BLOCK = 1 << 26  # 64 MiB: a longer block is taken as corrupt, not allocated
 _JUMP = 1 << 40      # a zero-length block would loop forever: jump out instead
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 @dataclass
@@ -38,6 +39,8 @@ class Interface:
         Any resolution a file may claim is handled without overflow; sub-nanosecond
         digits are dropped."""
         k = self.tsresol
+        if len(ts) and int(ts.max()) > self._max_ticks():
+            raise OverflowError
         if self.binary:
             sec = ts >> np.uint64(k) if k < 64 else np.zeros_like(ts)
             frac = ts & np.uint64((1 << k) - 1) if k < 64 else ts
@@ -51,7 +54,18 @@ class Interface:
             ns = ts // np.uint64(10 ** (k - 9))
         else:  # finer than 10^-28 s: nothing is left of a 64-bit count in nanoseconds
             ns = np.zeros_like(ts)
-        return ns.astype(np.int64) + np.int64(self.tsoffset_ns)
+        ns = ns.astype(np.int64)
+        if len(ns) and not (_INT64_MIN <= int(ns.min()) + self.tsoffset_ns and int(ns.max()) + self.tsoffset_ns <= _INT64_MAX):
+            raise OverflowError
+        return ns + np.int64(self.tsoffset_ns)
+
+    def _max_ticks(self) -> int:
+        """The largest count whose time in nanoseconds fits in an int64."""
+        if self.binary:
+            return ((_INT64_MAX // 10**9) << self.tsresol) if self.tsresol < 64 else (1 << 64) - 1
+        if self.tsresol <= 9:
+            return _INT64_MAX // 10 ** (9 - self.tsresol)
+        return (1 << 64) - 1
 
 
 def _walk(words: memoryview) -> array:
@@ -180,8 +194,7 @@ class PcapngFile:
                 v = mv[pos]
                 iface.binary, iface.tsresol = bool(v & 0x80), v & 0x7F
             elif code == 14 and size >= 8:
-                offset_ns = struct.unpack_from(order + "q", mv, pos)[0] * 1_000_000_000
-                iface.tsoffset_ns = (offset_ns + (1 << 63)) % (1 << 64) - (1 << 63)  # wraps like the times
+                iface.tsoffset_ns = struct.unpack_from(order + "q", mv, pos)[0] * 1_000_000_000
             pos += (size + 3) & ~3
         self.interfaces.append(iface)
 
@@ -216,7 +229,11 @@ class PcapngFile:
             which = iface[i]
             for k in np.unique(which):
                 sel = which == k
-                out[sel] = interfaces[k].to_ns(ts[sel])
+                try:
+                    out[sel] = interfaces[k].to_ns(ts[sel])
+                except OverflowError:
+                    at = int(offs[i[np.flatnonzero(sel)[0]]])
+                    self._corrupt("timestamp beyond what 64-bit nanoseconds hold (after the year 2262)", at)
             return out
 
         # simple packet blocks take the time of the packet before them
