@@ -52,12 +52,16 @@ class Summary:
 
     def add(self, h: Handshake) -> None:
         """Record the delays of a finished attempt (the tracker's ``on_close``)."""
-        if h.syn_ack_ns is None:
+        syn_ack = h.syn_ack_ns
+        if syn_ack is None:
             return
-        for delay, into in ((h.syn_ack_ns - h.syn_ns, self.syn_to_syn_ack_ns),
-                            (None if h.ack_ns is None else h.ack_ns - h.syn_ack_ns, self.syn_ack_to_ack_ns)):
-            if delay is not None and _INT64_MIN <= delay <= _INT64_MAX:  # else the times of a corrupt file
-                into.append(delay)
+        delay = syn_ack - h.syn_ns
+        if _INT64_MIN <= delay <= _INT64_MAX:  # else the times of a corrupt file
+            self.syn_to_syn_ack_ns.append(delay)
+        if h.ack_ns is not None:
+            delay = h.ack_ns - syn_ack
+            if _INT64_MIN <= delay <= _INT64_MAX:
+                self.syn_ack_to_ack_ns.append(delay)
 
     def as_dict(self) -> dict:
         def median_ms(values: array) -> float | None:

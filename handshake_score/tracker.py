@@ -156,47 +156,48 @@ class Prefilter:
     def __init__(self, horizon_ns: int, max_keys: int = 1 << 21):
         self.horizon_ns, self.max_keys = horizon_ns, max_keys
         self.dropped = 0
-        self._keys = np.zeros(0, np.uint64)    # sorted
+        self._keys = np.zeros(0, np.uint64)  # sorted
         self._times = np.zeros(0, np.int64)
+        self._kept = 0  # keys left after the last pruning
         self._bitmap = np.zeros(_BITMAP_SIZE, bool)  # hashed keys: a cheap first test before the exact one
         self._now = -(1 << 62)
 
     def wanted(self, batch: TcpBatch) -> np.ndarray:
+        """A boolean mask over ``batch``: the segments to feed the tracker."""
         flags = batch.flags
         syn = (flags & SYN) != 0
         keep = syn | ((flags & RST) != 0)
         synack = np.flatnonzero(syn & ((flags & ACK) != 0))
         fresh = np.zeros(0, np.uint64)
         if len(synack):  # the key of the ACK that would complete each SYN-ACK
-            fresh = _key(batch.seq[synack] + np.uint32(1), batch.dport[synack], batch.sport[synack])
+            fresh = np.sort(_key(batch.seq[synack] + np.uint32(1), batch.dport[synack], batch.sport[synack]))
             self._bitmap[_bucket(fresh)] = True
         if len(self._keys) or len(fresh):
             acks = np.flatnonzero((flags & (SYN | RST | ACK)) == ACK)
             ack_keys = _key(batch.ack[acks], batch.sport[acks], batch.dport[acks])
             maybe = np.flatnonzero(self._bitmap[_bucket(ack_keys)])
             candidates = ack_keys[maybe]
-            order = np.argsort(fresh)
-            keep[acks[maybe[_among(candidates, self._keys) | _among(candidates, fresh[order])]]] = True
-            if len(synack):
-                self._remember(fresh, batch.select(synack[-1:])["time_ns"][0])
+            keep[acks[maybe[_among(candidates, self._keys) | _among(candidates, fresh)]]] = True
+        if len(synack):
+            self._remember(fresh, int(batch.select(synack[-1:])["time_ns"][0]))
         return keep
 
     def _remember(self, fresh: np.ndarray, now: int) -> None:
-        self._now = max(self._now, int(now))
-        keys = np.concatenate([self._keys, fresh])
-        times = np.concatenate([self._times, np.full(len(fresh), self._now, np.int64)])
-        if len(keys) > 2 * max(len(self._keys) - len(fresh), 4096):  # forget what no attempt can still use
+        """Add sorted keys seen at ``now`` (the batch's last SYN-ACK: a little late, so kept a little long)."""
+        self._now = max(self._now, now)
+        at = np.searchsorted(self._keys, fresh)
+        keys, times = np.insert(self._keys, at, fresh), np.insert(self._times, at, self._now)
+        if len(keys) > 2 * max(self._kept, 4096):  # forget what no attempt can still use
             live = times > self._now - self.horizon_ns
-            if np.count_nonzero(live) > self.max_keys:
-                newest = np.flatnonzero(live)[-self.max_keys:]
-                self.dropped += int(np.count_nonzero(live)) - self.max_keys
-                live = np.zeros(len(keys), bool)
-                live[newest] = True
+            if np.count_nonzero(live) > self.max_keys:  # a flood of SYN-ACKs: keep the newest
+                newest = np.partition(times[live], -self.max_keys)[-self.max_keys]
+                self.dropped += int(np.count_nonzero(live & (times < newest)))
+                live &= times >= newest
             keys, times = keys[live], times[live]
+            self._kept = len(keys)
             self._bitmap[:] = False
             self._bitmap[_bucket(keys)] = True
-        order = np.argsort(keys, kind="stable")
-        self._keys, self._times = keys[order], times[order]
+        self._keys, self._times = keys, times
 
 
 class HandshakeTracker:
@@ -286,7 +287,8 @@ class HandshakeTracker:
 
     def close(self) -> None:
         """The capture has ended: report every attempt still in the table."""
-        for h in list(self._flows.values()):
+        flows, self._flows = self._flows, {}
+        for h in flows.values():
             self._close(h)
         self._queue.clear()
         self._orphans.clear()
