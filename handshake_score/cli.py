@@ -19,7 +19,9 @@ from .errors import HandshakeScoreError
 
 app = typer.Typer(
     name="hs",
-    help="Listen to the TCP three-way handshake: capture traffic, score its handshakes, perform them.",
+    help="Listen to the TCP three-way handshake: capture traffic, score its handshakes, perform them.\n\n"
+    "Typical use: [cyan]hs capture[/cyan], then [cyan]hs score[/cyan], then [cyan]hs play --stretch 10[/cyan] "
+    "([cyan]capture[/cyan] and [cyan]play[/cyan] are not built yet).",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
@@ -40,10 +42,7 @@ def _root(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
 ):
-    """[bold]hs[/bold] turns the TCP handshakes in network traffic into notes you can hear.
-
-    Typical use: [cyan]hs capture[/cyan], then [cyan]hs score[/cyan], then [cyan]hs play --stretch 10[/cyan].
-    """
+    """The app's options; its help text is the Typer(help=...) above."""
 
 
 @app.command()
