@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -184,6 +185,17 @@ def ratio(hs_pps: float | None, r: dict) -> str:
     return "1x (itself)" if r["name"].startswith("hs ") else f"hs is {x:,.1f}x" if x >= 1 else f"hs is {x:.2f}x ({1 / x:.1f}x slower)"
 
 
+def code_state() -> str:
+    """The git commit of the package and whether its files differ from it, plus a digest of
+    them, to tell whether the code changed while the bench ran."""
+    root = HERE.parent
+    git = lambda *a: subprocess.run(["git", "-C", root, *a], capture_output=True, text=True).stdout.strip()
+    files = sorted((root / "handshake_score").rglob("*.py"))
+    digest = hashlib.sha1(b"".join(f.read_bytes() for f in files)).hexdigest()[:10]
+    dirty = " + uncommitted changes" if git("status", "--porcelain", "--", "handshake_score") else ""
+    return f"commit {git('rev-parse', '--short', 'HEAD') or '?'}{dirty} (sources digest {digest})"
+
+
 def machine() -> list[str]:
     def first_line(cmd):
         try:
@@ -252,8 +264,10 @@ def verdicts(hs_row: dict | None, sweep: list[dict], startup: dict | None) -> li
     return lines
 
 
-def report(args, path, truth, rows, sweep, hs_row, startup) -> str:
+def report(args, path, truth, rows, sweep, hs_row, startup, code: tuple[str, str]) -> str:
     hs_pps = hs_row["pps"] if hs_row else None
+    changed = [] if code[0] == code[1] else [f"- **hs's code changed during the run**: {code[1]} at the end. "
+                                             "Run again for figures of one version.", ""]
     n = truth["notes"]
     lines = [
         "# hs score benchmark", "",
@@ -261,7 +275,7 @@ def report(args, path, truth, rows, sweep, hs_row, startup) -> str:
         "(see benchmarks/README.md). Medians of the runs; each tool a fresh process per run, tools taking "
         "turns. Peak RSS: the tool's largest process (median of the runs); peak PSS: all its processes "
         "together, sampled every 10 ms in one more, untimed run.", "",
-        "## Machine", "", *machine(), "",
+        "## Machine", "", *machine(), f"- handshake_score: {code[0]}", "", *changed,
         "## Capture", "",
         f"`{path.name}`: {truth['packets']:,} packets, pcap, snap length {truth['snaplen']}, "
         f"{path.stat().st_size / 2**20:.0f} MB, seed {truth['seed']}; {truth['connections']:,} connections, "
@@ -291,6 +305,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     path, truth = capture(args.packets)
     prefix, prefix_truth = make_prefix(path, min(args.prefix, args.packets))
+    code_before = code_state()
     hs = hs_command()
     if hs is None:
         print("hs score cannot run yet (neither `hs` nor `python -m handshake_score`): peers only", file=sys.stderr)
@@ -311,7 +326,7 @@ def main(argv=None) -> int:
     sweep = rss_sweep(hs, sizes, min(args.runs, 3)) if hs and sizes else []
     for r in sweep:
         summarise(r)
-    text = report(args, path, truth, rows, sweep, hs_row, startup)
+    text = report(args, path, truth, rows, sweep, hs_row, startup, (code_before, code_state()))
     print("\n" + text)
     args.out.write_text(text)
     print(f"wrote {args.out}")

@@ -9,7 +9,6 @@ than it saves there.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from typing import Iterator
 
@@ -24,6 +23,8 @@ PARALLEL_FROM = 16 << 20  # bytes
 
 
 def worth_a_worker(path: str | os.PathLike) -> bool:
+    import multiprocessing  # here, not at the top: small captures never need it
+
     try:
         big = os.stat(path).st_size >= PARALLEL_FROM
     except OSError:
@@ -62,6 +63,8 @@ class WorkerReader:
         CaptureReader(path, strict=strict)  # fail on a missing or unreadable path here, not in the worker
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        import multiprocessing
+
         ctx = multiprocessing.get_context("fork")
         ours, theirs = ctx.Pipe(duplex=False)
         worker = ctx.Process(target=_read, args=(theirs, *self._args), daemon=True)

@@ -9,10 +9,12 @@ named states, as Zeek's TCP analyzer names a connection's, and emits a
 
 An attempt is (client address and port, server address and port, client ISN).
 Its record leaves the table when an RST ends it, when the same ports open a
-new attempt, when it is ``timeout_s`` old (long enough for a client's SYN
-retries: Linux gives up after 127 s), or, past ``max_attempts`` open records,
-oldest first (counted as evicted). Each record is reported once, through
-``on_close``, when it leaves.
+new attempt, ``linger_s`` after its completing ACK (time for a server's SYN-ACK
+retransmissions to be heard), when it is ``timeout_s`` old (long enough for a
+client's SYN retries: Linux gives up after 127 s), or, past ``max_attempts``
+open records, oldest first (counted as evicted). So memory follows the
+handshakes in flight, not the length of the capture. Each record is reported
+once, through ``on_close``, when it leaves.
 
 Most segments of a capture are data and ACKs that cannot touch a handshake.
 :class:`Prefilter` picks, with numpy, the few that can; feeding all segments
@@ -206,14 +208,17 @@ class HandshakeTracker:
     ``timeout_s``: how long an attempt stays in the table after its first SYN.
     ``max_attempts``: the table's size cap; past it the oldest are evicted.
     ``orphan_s``: how long a SYN-ACK seen before its SYN waits for it.
+    ``linger_s``: how long a completed attempt stays (a server's SYN-ACK repeated
+    meanwhile is a ``syn-ack-retry``: Linux resends it after 1, 3 and 7 s).
     ``on_close(handshake)``: called once per attempt when it leaves the table.
     """
 
     def __init__(self, timeout_s: float = 135.0, max_attempts: int = 200_000, orphan_s: float = 2.0,
-                 on_close: Callable[[Handshake], None] | None = None):
-        if timeout_s <= 0 or max_attempts < 1 or orphan_s < 0:
-            raise ValueError("timeout_s and orphan_s must be positive, max_attempts at least 1")
+                 linger_s: float = 10.0, on_close: Callable[[Handshake], None] | None = None):
+        if timeout_s <= 0 or max_attempts < 1 or orphan_s < 0 or linger_s < 0:
+            raise ValueError("timeout_s must be positive, orphan_s and linger_s not negative, max_attempts at least 1")
         self.timeout_ns = int(timeout_s * 1e9)
+        self.linger_ns = int(linger_s * 1e9)
         self.orphan_ns = int(orphan_s * 1e9)
         self.max_attempts = max_attempts
         self.on_close = on_close
@@ -222,6 +227,7 @@ class HandshakeTracker:
         self.evicted = 0
         self._flows: dict[bytes, Handshake] = {}   # client->server flow -> its latest attempt
         self._queue: deque[Handshake] = deque()     # attempts in the order they opened
+        self._done: deque[Handshake] = deque()      # completed attempts in the order they completed
         self._orphans: OrderedDict[bytes, list] = OrderedDict()  # flow -> [time, seq, ack, count]
         self._next_id = 1
         self._now = -(1 << 62)
@@ -264,9 +270,12 @@ class HandshakeTracker:
                     h.ack_ns, h.state = t, _ESTABLISHED
                     counts[_ACK] += 1
                     notes.append(_new_note(Note, (t, _ACK, h)))
+                    self._done.append(h)
         self._now = max(self._now, int(times.max()))
         if len(flows) > self.max_attempts:
             self._evict()
+        if len(self._queue) > 2 * len(flows) + 4096:  # closed attempts linger in the queue: let them go
+            self._queue = deque(h for h in self._queue if not h.closed)
         return notes
 
     def tick(self, now_ns: int) -> None:
@@ -280,6 +289,12 @@ class HandshakeTracker:
             h = queue.popleft()
             if not h.closed:
                 self._close(h)
+        horizon = self._now - self.linger_ns
+        done = self._done
+        while done and done[0].ack_ns <= horizon:
+            h = done.popleft()
+            if not h.closed:
+                self._close(h)
         horizon = self._now - self.orphan_ns
         orphans = self._orphans
         while orphans and next(iter(orphans.values()))[0] <= horizon:
@@ -291,6 +306,7 @@ class HandshakeTracker:
         for h in flows.values():
             self._close(h)
         self._queue.clear()
+        self._done.clear()
         self._orphans.clear()
 
     @property
@@ -380,5 +396,3 @@ class HandshakeTracker:
             if not h.closed:
                 self.evicted += 1
                 self._close(h)
-        if len(queue) > 2 * self.max_attempts:  # closed attempts linger in the queue: drop them
-            self._queue = deque(h for h in queue if not h.closed)

@@ -215,3 +215,23 @@ def test_prefilter_keeps_the_newest_keys_in_a_flood_of_syn_acks():
     acks = make_segments([(60_000, C, S, ACK, 1, 49_999 + 1, 0), (60_001, C, S, ACK, 1, 0 + 1, 0)])
     mask = pf.wanted(TcpBatch(acks["flags"], acks["sport"], acks["dport"], acks["seq"], acks["ack"], acks.__getitem__, 2))
     assert mask.tolist() == [True, False]  # the newest SYN-ACK's ACK passes, the oldest was dropped
+
+
+def test_completed_attempt_lingers_for_syn_ack_retries_then_leaves():
+    other = ("10.0.0.3", 40001)
+    rows = handshake() + [
+        (5_000 * MS, S, C, SYN | ACK, 5000, 1001, 0),       # the server did not hear the ACK: heard
+        (9_000 * MS, other, S, SYN, 77, 0, 0),              # time passes on another flow
+        (20_000 * MS, other, S, SYN, 77, 0, 0),
+        (20_001 * MS, S, C, SYN | ACK, 5000, 1001, 0),      # long after: no attempt, no note
+    ]
+    closed = []
+    tracker = HandshakeTracker(linger_s=10, on_close=closed.append)
+    kinds = []
+    for row in rows:
+        kinds += [n.kind for n in tracker.feed(make_segments([row]))]
+        if row[0] == 9_000 * MS:
+            assert closed == []  # still lingering 9 s after its ACK
+    assert kinds == ["syn", "syn-ack", "ack", "syn-ack-retry", "syn", "syn-retry"]
+    assert [(h.isn, h.outcome, h.syn_acks) for h in closed] == [(1000, "complete", 2)]
+    assert tracker.open_attempts == 1
