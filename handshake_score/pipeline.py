@@ -32,11 +32,11 @@ def worth_a_worker(path: str | os.PathLike) -> bool:
     return big and (os.cpu_count() or 1) > 1 and "fork" in multiprocessing.get_all_start_methods()
 
 
-def _read(conn, path: str, strict: bool, horizon_ns: int, max_keys: int) -> None:
-    """The worker: ("batch", bytes read) + raw segments per chunk, then ("done", stats)."""
+def _read(conn, path: str, strict: bool, prefilter: Prefilter) -> None:
+    """The worker: ("batch", bytes read) + raw segments per chunk, then ("done", stats)
+    and the prefilter's state, for the next file of the same capture."""
     try:
         reader = CaptureReader(path, strict=strict)
-        prefilter = Prefilter(horizon_ns, max_keys)
         for batch in reader.batches():
             if not len(batch):
                 continue
@@ -44,6 +44,7 @@ def _read(conn, path: str, strict: bool, horizon_ns: int, max_keys: int) -> None
             conn.send(("batch", reader.bytes_read))
             conn.send_bytes(segments.tobytes())
         conn.send(("done", (reader.format, reader.size, reader.packets, reader.segments, reader.truncated_at)))
+        conn.send(prefilter.state())
     except CaptureError as e:
         conn.send(("error", (e.path, e.problem, e.offset)))
     except BaseException as e:  # reported as one line by the parent
@@ -53,12 +54,14 @@ def _read(conn, path: str, strict: bool, horizon_ns: int, max_keys: int) -> None
 
 
 class WorkerReader:
-    """Iterates the wanted segments of one capture read by a forked worker; after
-    the iteration, the same attributes as :class:`CaptureReader`."""
+    """Iterates the wanted segments of one capture file read by a forked worker
+    through ``prefilter`` (a copy: the worker's state comes back into it at the
+    end); after the iteration, the same attributes as :class:`CaptureReader`."""
 
-    def __init__(self, path: str | os.PathLike, strict: bool, horizon_ns: int, max_keys: int):
+    def __init__(self, path: str | os.PathLike, strict: bool, prefilter: Prefilter):
         self.path = os.fspath(path)
-        self._args = (self.path, strict, horizon_ns, max_keys)
+        self.prefilter = prefilter
+        self._args = (self.path, strict, prefilter)
         self.bytes_read = 0
         CaptureReader(path, strict=strict)  # fail on a missing or unreadable path here, not in the worker
 
@@ -81,6 +84,7 @@ class WorkerReader:
                     yield np.frombuffer(ours.recv_bytes(), SEGMENT)
                 elif kind == "done":
                     self.format, self.size, self.packets, self.segments, self.truncated_at = value
+                    self.prefilter.restore(ours.recv())
                     return
                 elif kind == "error":
                     raise CaptureError(*value)

@@ -3,8 +3,10 @@
 >>> summary = score_files(["captures/example-loopback.pcapng"])
 >>> summary.as_dict()["handshakes"]["complete"]
 
-Each file gets its own tracker (files from different captures may overlap in
-time); the totals add up.
+Files that go on in time, one after the other (a capture split by editcap, a
+ring buffer's files), are one capture: a handshake cut between two of them is
+found whole. A file that starts before the previous one ended is a capture of
+its own with a tracker of its own; the totals add up.
 """
 
 from __future__ import annotations
@@ -102,29 +104,46 @@ def score_files(
     summary = Summary()
     started = time.perf_counter()
     done = 0
-    for path in paths:
-        tracker = HandshakeTracker(timeout_s=timeout_s, max_attempts=max_attempts, on_close=summary.add)
-        if parallel or (parallel is None and worth_a_worker(path)):
-            reader = WorkerReader(path, strict, tracker.prefilter.horizon_ns, tracker.prefilter.max_keys)
-            feed, batches = tracker.feed, reader
-        else:
-            reader = CaptureReader(path, strict=strict)
-            feed, batches = tracker.feed_batch, reader.batches()
-        for batch in batches:
-            notes = feed(batch)
-            if on_note is not None:
-                for note in notes:
-                    on_note(note)
-            if on_progress is not None:
-                on_progress(done + reader.bytes_read)
+
+    def start_tracker() -> HandshakeTracker:
+        return HandshakeTracker(timeout_s=timeout_s, max_attempts=max_attempts, on_close=summary.add)
+
+    def finish(tracker: HandshakeTracker) -> None:
         tracker.close()
-        done += reader.size
         for kind, n in tracker.notes.items():
             summary.notes[kind] += n
         for outcome, n in tracker.outcomes.items():
             summary.handshakes[outcome] += n
         summary.evicted += tracker.evicted
+
+    tracker = start_tracker()
+    for path in paths:
+        in_worker = parallel or (parallel is None and worth_a_worker(path))
+        if in_worker:
+            reader = WorkerReader(path, strict, tracker.prefilter)
+            batches = iter(reader)
+        else:
+            reader = CaptureReader(path, strict=strict)
+            batches = reader.batches()
+        first = True
+        for batch in batches:
+            if first and len(batch):  # a file that goes on in time goes on with the same tracker
+                first = False
+                start = batch["time_ns"][0] if in_worker else batch.select([0])["time_ns"][0]
+                if start < tracker.now:
+                    finish(tracker)
+                    tracker = start_tracker()
+                    if in_worker:
+                        reader.prefilter = tracker.prefilter  # the worker's state ends up there
+            notes = tracker.feed(batch) if in_worker else tracker.feed_batch(batch)
+            if on_note is not None:
+                for note in notes:
+                    on_note(note)
+            if on_progress is not None:
+                on_progress(done + reader.bytes_read)
+        done += reader.size
         summary.files.append(FileSummary(reader.path, reader.format, reader.size, reader.packets,
                                          reader.segments, reader.truncated_at))
+    finish(tracker)
     summary.seconds = time.perf_counter() - started
     return summary

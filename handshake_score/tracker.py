@@ -184,6 +184,15 @@ class Prefilter:
             self._remember(fresh, int(batch.select(synack[-1:])["time_ns"][0]))
         return keep
 
+    def state(self) -> tuple:
+        """What it remembers, to carry on in another process (see :meth:`restore`)."""
+        return self._keys, self._times, self._now, self._kept, self.dropped
+
+    def restore(self, state: tuple) -> None:
+        self._keys, self._times, self._now, self._kept, self.dropped = state
+        self._bitmap[:] = False
+        self._bitmap[_bucket(self._keys)] = True
+
     def _remember(self, fresh: np.ndarray, now: int) -> None:
         """Add sorted keys seen at ``now`` (the batch's last SYN-ACK: a little late, so kept a little long)."""
         self._now = max(self._now, now)
@@ -312,6 +321,11 @@ class HandshakeTracker:
     @property
     def open_attempts(self) -> int:
         return len(self._flows)
+
+    @property
+    def now(self) -> int:
+        """The latest capture time seen, in nanoseconds."""
+        return self._now
 
     def _note(self, notes: list, t: int, kind: str, h: Handshake) -> None:
         self.notes[kind] += 1

@@ -150,3 +150,25 @@ def test_worker_reader_reports_a_corrupt_file_the_same_way(tmp_path):
             score_files([path], parallel=parallel)
         errors.append(str(e.value))
     assert errors[0] == errors[1] and "corrupt pcapng block" in errors[0]
+
+
+def test_a_capture_split_in_files_scores_as_one(tmp_path, tshark):
+    """editcap cuts a busy capture into three files; handshakes cut between two files are found whole."""
+    whole = tmp_path / "whole.pcap"
+    subprocess.run([sys.executable, ROOT / "benchmarks" / "make_capture.py", whole, "--packets", "20000"],
+                   check=True, capture_output=True)
+    subprocess.run(["editcap", "-c", "7000", whole, tmp_path / "part.pcap"], check=True, capture_output=True)
+    parts = sorted(tmp_path.glob("part_*.pcap"))
+    assert len(parts) == 3
+    expected = score_files([whole]).as_dict()
+    for parallel in (False, True):
+        got = score_files(parts, parallel=parallel).as_dict()
+        assert got["packets"] == 20000
+        for part in ("notes", "handshakes", "delays_ms"):
+            assert got[part] == expected[part], (parallel, part)
+    # out of time order, each file is a capture of its own: the sum of scoring each alone
+    alone = [score_files([p]).as_dict() for p in parts]
+    backwards = score_files(parts[::-1]).as_dict()
+    for part in ("notes", "handshakes"):
+        assert backwards[part] == {k: sum(a[part][k] for a in alone) for k in backwards[part]}
+    assert backwards["handshakes"] != expected["handshakes"]  # the cuts do break handshakes apart
