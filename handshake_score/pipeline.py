@@ -23,13 +23,14 @@ PARALLEL_FROM = 16 << 20  # bytes
 
 
 def worth_a_worker(path: str | os.PathLike) -> bool:
-    import multiprocessing  # here, not at the top: small captures never need it
-
     try:
-        big = os.stat(path).st_size >= PARALLEL_FROM
+        if os.stat(path).st_size < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
+            return False
     except OSError:
         return False
-    return big and (os.cpu_count() or 1) > 1 and "fork" in multiprocessing.get_all_start_methods()
+    import multiprocessing  # only now: small captures never need it
+
+    return "fork" in multiprocessing.get_all_start_methods()
 
 
 def _read(conn, path: str, strict: bool, prefilter: Prefilter) -> None:
