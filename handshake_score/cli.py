@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -118,6 +119,8 @@ def _report(summary) -> str:
 def main() -> None:
     """Entry point. Typer reports usage errors itself (exit 2); our errors become
     one line and exit code 2, and a bug of ours one line and exit code 1."""
+    # SIGTERM unwinds like Ctrl-C, so cleanup runs (a reading worker is stopped, not orphaned)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         app()
     except HandshakeScoreError as e:

@@ -33,23 +33,29 @@ def worth_a_worker(path: str | os.PathLike) -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
-def _read(conn, path: str, strict: bool, prefilter: Prefilter) -> None:
+def _read(conn, parents_end, path: str, strict: bool, prefilter: Prefilter) -> None:
     """The worker: ("batch", bytes read) + raw segments per chunk, then ("done", stats)
     and the prefilter's state, for the next file of the same capture."""
+    # The fork copied the parent's reading end too: close it, so that if the parent
+    # dies the pipe has no reader and our next send fails, instead of blocking forever.
+    parents_end.close()
     try:
-        reader = CaptureReader(path, strict=strict)
-        for batch in reader.batches():
-            if not len(batch):
-                continue
-            segments = batch.select(prefilter.wanted(batch))
-            conn.send(("batch", reader.bytes_read))
-            conn.send_bytes(segments.tobytes())
-        conn.send(("done", (reader.format, reader.size, reader.packets, reader.segments, reader.truncated_at)))
-        conn.send(prefilter.state())
-    except CaptureError as e:
-        conn.send(("error", (e.path, e.problem, e.offset)))
-    except BaseException as e:  # reported as one line by the parent
-        conn.send(("crash", f"{type(e).__name__}: {e}"))
+        try:
+            reader = CaptureReader(path, strict=strict)
+            for batch in reader.batches():
+                if not len(batch):
+                    continue
+                segments = batch.select(prefilter.wanted(batch))
+                conn.send(("batch", reader.bytes_read))
+                conn.send_bytes(segments.tobytes())
+            conn.send(("done", (reader.format, reader.size, reader.packets, reader.segments, reader.truncated_at)))
+            conn.send(prefilter.state())
+        except CaptureError as e:
+            conn.send(("error", (e.path, e.problem, e.offset)))
+        except BaseException as e:  # reported as one line by the parent
+            conn.send(("crash", f"{type(e).__name__}: {e}"))
+    except OSError:
+        pass  # the parent is gone: there is nobody to tell
     finally:
         conn.close()
 
@@ -71,7 +77,7 @@ class WorkerReader:
 
         ctx = multiprocessing.get_context("fork")
         ours, theirs = ctx.Pipe(duplex=False)
-        worker = ctx.Process(target=_read, args=(theirs, *self._args), daemon=True)
+        worker = ctx.Process(target=_read, args=(theirs, ours, *self._args), daemon=True)
         worker.start()
         theirs.close()
         try:
