@@ -33,6 +33,13 @@ def worth_a_worker(path: str | os.PathLike) -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
+def wanted_segments(reader: CaptureReader, prefilter: Prefilter) -> Iterator[np.ndarray]:
+    """The segments of a capture that can change a handshake, chunk by chunk."""
+    for batch in reader.batches():
+        if len(batch):
+            yield batch.select(prefilter.wanted(batch))
+
+
 def _read(conn, parents_end, path: str, strict: bool, prefilter: Prefilter) -> None:
     """The worker: ("batch", bytes read) + raw segments per chunk, then ("done", stats)
     and the prefilter's state, for the next file of the same capture."""
@@ -42,10 +49,7 @@ def _read(conn, parents_end, path: str, strict: bool, prefilter: Prefilter) -> N
     try:
         try:
             reader = CaptureReader(path, strict=strict)
-            for batch in reader.batches():
-                if not len(batch):
-                    continue
-                segments = batch.select(prefilter.wanted(batch))
+            for segments in wanted_segments(reader, prefilter):
                 conn.send(("batch", reader.bytes_read))
                 conn.send_bytes(segments.tobytes())
             conn.send(("done", (reader.format, reader.size, reader.packets, reader.segments, reader.truncated_at)))

@@ -31,6 +31,8 @@ Unix epoch; ``flags``: the 12 TCP flag bits (``AE`` is the old NS bit);
 ``payload``: TCP payload length in bytes (from the IP lengths, not the snap
 length)."""
 
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1  # the range of time_ns, and of any difference of two
+
 _V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
 
 

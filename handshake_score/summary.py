@@ -18,12 +18,10 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .pipeline import WorkerReader, worth_a_worker
+from .pipeline import WorkerReader, wanted_segments, worth_a_worker
 from .sources import CaptureReader
+from .segments import INT64_MAX, INT64_MIN
 from .tracker import Handshake, HandshakeTracker, Kind, Note, Outcome
-
-
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 @dataclass
@@ -58,11 +56,11 @@ class Summary:
         if syn_ack is None:
             return
         delay = syn_ack - h.syn_ns
-        if _INT64_MIN <= delay <= _INT64_MAX:  # else the times of a corrupt file
+        if INT64_MIN <= delay <= INT64_MAX:  # else the times of a corrupt file
             self.syn_to_syn_ack_ns.append(delay)
         if h.ack_ns is not None:
             delay = h.ack_ns - syn_ack
-            if _INT64_MIN <= delay <= _INT64_MAX:
+            if INT64_MIN <= delay <= INT64_MAX:
                 self.syn_ack_to_ack_ns.append(delay)
 
     def as_dict(self) -> dict:
@@ -117,25 +115,22 @@ def score_files(
         summary.evicted += tracker.evicted
 
     tracker = start_tracker()
+    prefilter = tracker.prefilter  # it watches the packet stream, so it serves every tracker of the run
     for path in paths:
-        in_worker = parallel or (parallel is None and worth_a_worker(path))
-        if in_worker:
-            reader = WorkerReader(path, strict, tracker.prefilter)
-            batches = iter(reader)
+        if parallel or (parallel is None and worth_a_worker(path)):
+            reader = WorkerReader(path, strict, prefilter)
+            wanted = iter(reader)
         else:
             reader = CaptureReader(path, strict=strict)
-            batches = reader.batches()
+            wanted = wanted_segments(reader, prefilter)
         first = True
-        for batch in batches:
-            if first and len(batch):  # a file that goes on in time goes on with the same tracker
+        for segments in wanted:
+            if first and len(segments):  # a file that goes on in time goes on with the same tracker
                 first = False
-                start = batch["time_ns"][0] if in_worker else batch.select([0])["time_ns"][0]
-                if start < tracker.now:
+                if segments["time_ns"][0] < tracker.now:
                     finish(tracker)
                     tracker = start_tracker()
-                    if in_worker:
-                        reader.prefilter = tracker.prefilter  # the worker's state ends up there
-            notes = tracker.feed(batch) if in_worker else tracker.feed_batch(batch)
+            notes = tracker.feed(segments)
             if on_note is not None:
                 for note in notes:
                     on_note(note)

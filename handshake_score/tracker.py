@@ -190,25 +190,27 @@ class Prefilter:
 
     def restore(self, state: tuple) -> None:
         self._keys, self._times, self._now, self._kept, self.dropped = state
-        self._bitmap[:] = False
-        self._bitmap[_bucket(self._keys)] = True
+        self._rebuild_bitmap()
 
     def _remember(self, fresh: np.ndarray, now: int) -> None:
         """Add sorted keys seen at ``now`` (the batch's last SYN-ACK: a little late, so kept a little long)."""
         self._now = max(self._now, now)
         at = np.searchsorted(self._keys, fresh)
-        keys, times = np.insert(self._keys, at, fresh), np.insert(self._times, at, self._now)
-        if len(keys) > 2 * max(self._kept, 4096):  # forget what no attempt can still use
+        self._keys, self._times = np.insert(self._keys, at, fresh), np.insert(self._times, at, self._now)
+        times = self._times
+        if len(times) > 2 * max(self._kept, 4096):  # forget what no attempt can still use
             live = times > self._now - self.horizon_ns
             if np.count_nonzero(live) > self.max_keys:  # a flood of SYN-ACKs: keep the newest
                 newest = np.partition(times[live], -self.max_keys)[-self.max_keys]
                 self.dropped += int(np.count_nonzero(live & (times < newest)))
                 live &= times >= newest
-            keys, times = keys[live], times[live]
-            self._kept = len(keys)
-            self._bitmap[:] = False
-            self._bitmap[_bucket(keys)] = True
-        self._keys, self._times = keys, times
+            self._keys, self._times = self._keys[live], times[live]
+            self._kept = len(self._keys)
+            self._rebuild_bitmap()
+
+    def _rebuild_bitmap(self) -> None:
+        self._bitmap[:] = False
+        self._bitmap[_bucket(self._keys)] = True
 
 
 class HandshakeTracker:
@@ -371,7 +373,7 @@ class HandshakeTracker:
             elif orphan[2] == ack:
                 orphan[3] += 1
             return
-        if ack != (h.isn + 1) & _MOD and not self._answers(h, ack):
+        if not self._answers(h, ack):
             return
         if h.syn_ack_ns is None:
             if h.state is not _SYN_SENT:

@@ -16,6 +16,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from ..errors import CaptureError
+from ..segments import INT64_MAX, INT64_MIN
 from .decode import check_linktype
 from .records import ChunkBuffer, Records, be_views, le_views, read_chunks
 
@@ -23,7 +24,6 @@ SHB, IDB, OPB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 MAX_BLOCK = 1 << 26  # 64 MiB: a longer block is taken as corrupt, not allocated
 _JUMP = 1 << 40      # a zero-length block would loop forever: jump out instead
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 @dataclass
@@ -55,16 +55,16 @@ class Interface:
         else:  # finer than 10^-28 s: nothing is left of a 64-bit count in nanoseconds
             ns = np.zeros_like(ts)
         ns = ns.astype(np.int64)
-        if len(ns) and not (_INT64_MIN <= int(ns.min()) + self.tsoffset_ns and int(ns.max()) + self.tsoffset_ns <= _INT64_MAX):
+        if len(ns) and not (INT64_MIN <= int(ns.min()) + self.tsoffset_ns and int(ns.max()) + self.tsoffset_ns <= INT64_MAX):
             raise OverflowError
         return ns + np.int64(self.tsoffset_ns)
 
     def _max_ticks(self) -> int:
         """The largest count whose time in nanoseconds fits in an int64."""
         if self.binary:
-            return ((_INT64_MAX // 10**9) << self.tsresol) if self.tsresol < 64 else (1 << 64) - 1
+            return ((INT64_MAX // 10**9) << self.tsresol) if self.tsresol < 64 else (1 << 64) - 1
         if self.tsresol <= 9:
-            return _INT64_MAX // 10 ** (9 - self.tsresol)
+            return INT64_MAX // 10 ** (9 - self.tsresol)
         return (1 << 64) - 1
 
 
