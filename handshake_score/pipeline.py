@@ -52,7 +52,8 @@ def _read(conn, parents_end, path: str, strict: bool, prefilter: Prefilter) -> N
             for segments in wanted_segments(reader, prefilter):
                 conn.send(("batch", reader.bytes_read))
                 conn.send_bytes(segments.tobytes())
-            conn.send(("done", (reader.format, reader.size, reader.packets, reader.segments, reader.truncated_at)))
+            conn.send(("done", (reader.format, reader.size, reader.packets, reader.segments, reader.truncated_at,
+                                reader.first_ns)))
             conn.send(prefilter.state())
         except CaptureError as e:
             conn.send(("error", (e.path, e.problem, e.offset)))
@@ -94,7 +95,8 @@ class WorkerReader:
                     self.bytes_read = value
                     yield np.frombuffer(ours.recv_bytes(), SEGMENT)
                 elif kind == "done":
-                    self.format, self.size, self.packets, self.segments, self.truncated_at = value
+                    (self.format, self.size, self.packets, self.segments, self.truncated_at,
+                     self.first_ns) = value
                     self.prefilter.restore(ours.recv())
                     return
                 elif kind == "error":

@@ -32,6 +32,7 @@ class FileSummary:
     packets: int
     segments: int
     truncated_at: int | None
+    first_ns: int | None = None  # the time of its first packet
 
 
 @dataclass
@@ -88,23 +89,32 @@ def score_files(
     strict: bool = False,
     timeout_s: float = 135.0,
     max_attempts: int = 200_000,
-    on_note: Callable[[Note], None] | None = None,
+    on_notes: Callable[[list[Note]], None] | None = None,
+    on_close: Callable[[Handshake], None] | None = None,
+    on_file: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     parallel: bool | None = None,
 ) -> Summary:
     """Read each capture, track its handshakes and sum them up.
 
-    ``on_note`` receives every note in capture order; ``on_progress`` the bytes
-    read so far (across files). ``parallel``: read in a second process (None:
-    for large files on a machine with two cores or more). Raises
-    :class:`~handshake_score.errors.CaptureError`.
+    ``on_notes`` receives the notes in capture order, a list at a time;
+    ``on_close`` each attempt as it ends (attempt ids are unique across the
+    run); ``on_file`` the index of each file as its reading starts;
+    ``on_progress`` the bytes read so far (across files). ``parallel``: read
+    in a second process (None: for large files on a machine with two cores or
+    more). Raises :class:`~handshake_score.errors.CaptureError`.
     """
     summary = Summary()
     started = time.perf_counter()
     done = 0
 
-    def start_tracker() -> HandshakeTracker:
-        return HandshakeTracker(timeout_s=timeout_s, max_attempts=max_attempts, on_close=summary.add)
+    def closed(h: Handshake) -> None:
+        summary.add(h)
+        on_close(h)
+
+    def start_tracker(first_id: int = 1) -> HandshakeTracker:
+        return HandshakeTracker(timeout_s=timeout_s, max_attempts=max_attempts, first_id=first_id,
+                                on_close=summary.add if on_close is None else closed)
 
     def finish(tracker: HandshakeTracker) -> None:
         tracker.close()
@@ -116,7 +126,9 @@ def score_files(
 
     tracker = start_tracker()
     prefilter = tracker.prefilter  # it watches the packet stream, so it serves every tracker of the run
-    for path in paths:
+    for index, path in enumerate(paths):
+        if on_file is not None:
+            on_file(index)
         if parallel or (parallel is None and worth_a_worker(path)):
             reader = WorkerReader(path, strict, prefilter)
             wanted = iter(reader)
@@ -129,16 +141,15 @@ def score_files(
                 first = False
                 if segments["time_ns"][0] < tracker.now:
                     finish(tracker)
-                    tracker = start_tracker()
+                    tracker = start_tracker(tracker.next_id)
             notes = tracker.feed(segments)
-            if on_note is not None:
-                for note in notes:
-                    on_note(note)
+            if on_notes is not None and notes:
+                on_notes(notes)
             if on_progress is not None:
                 on_progress(done + reader.bytes_read)
         done += reader.size
         summary.files.append(FileSummary(reader.path, reader.format, reader.size, reader.packets,
-                                         reader.segments, reader.truncated_at))
+                                         reader.segments, reader.truncated_at, reader.first_ns))
     finish(tracker)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -222,10 +222,13 @@ class HandshakeTracker:
     ``linger_s``: how long a completed attempt stays (a server's SYN-ACK repeated
     meanwhile is a ``syn-ack-retry``: Linux resends it after 1, 3 and 7 s).
     ``on_close(handshake)``: called once per attempt when it leaves the table.
+    ``first_id``: the id of the first attempt (ids then count up), so that the
+    trackers of one run can number their attempts apart.
     """
 
     def __init__(self, timeout_s: float = 135.0, max_attempts: int = 200_000, orphan_s: float = 2.0,
-                 linger_s: float = 10.0, on_close: Callable[[Handshake], None] | None = None):
+                 linger_s: float = 10.0, on_close: Callable[[Handshake], None] | None = None,
+                 first_id: int = 1):
         if timeout_s <= 0 or max_attempts < 1 or orphan_s < 0 or linger_s < 0:
             raise ValueError("timeout_s must be positive, orphan_s and linger_s not negative, max_attempts at least 1")
         self.timeout_ns = int(timeout_s * 1e9)
@@ -240,7 +243,7 @@ class HandshakeTracker:
         self._queue: deque[Handshake] = deque()     # attempts in the order they opened
         self._done: deque[Handshake] = deque()      # completed attempts in the order they completed
         self._orphans: OrderedDict[bytes, list] = OrderedDict()  # flow -> [time, seq, ack, count]
-        self._next_id = 1
+        self._next_id = first_id
         self._now = -(1 << 62)
         self.prefilter = Prefilter(self.timeout_ns + self.orphan_ns, 4 * max_attempts)
 
@@ -323,6 +326,11 @@ class HandshakeTracker:
     @property
     def open_attempts(self) -> int:
         return len(self._flows)
+
+    @property
+    def next_id(self) -> int:
+        """The id the next attempt will get."""
+        return self._next_id
 
     @property
     def now(self) -> int:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up handshake-score on a fresh Debian/Ubuntu machine: Wireshark's tshark and
-# dumpcap from Debian, then the package and its test tools in ./.venv.
+# dumpcap and (for the tests) FluidSynth with a small GM soundfont from Debian, then the package and its test tools in ./.venv.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,9 @@ missing=()
 command -v tshark >/dev/null || missing+=(tshark)
 command -v dumpcap >/dev/null || missing+=(wireshark-common)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+# the tests play our MIDI files through a real synthesizer with a General MIDI soundfont
+command -v fluidsynth >/dev/null || missing+=(fluidsynth)
+[ -e /usr/share/sounds/sf2/TimGM6mb.sf2 ] || missing+=(timgm6mb-soundfont)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   # dumpcap asks whether non-root users may capture; answer "no" here (the README says how to allow it)

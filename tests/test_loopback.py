@@ -41,7 +41,7 @@ def tshark_view(tshark: str, path) -> tuple[list[int], int, Counter]:
 
 def score(path):
     notes = []
-    summary = score_files([path], on_note=notes.append)
+    summary = score_files([path], on_notes=notes.extend)
     return summary.as_dict(), notes
 
 

@@ -31,8 +31,9 @@ class CaptureReader:
 
     ``strict``: a file cut short in the middle of a record is an error instead
     of a warning. After iterating, ``packets`` is the number of records read,
-    ``segments`` the TCP segments among them and ``truncated_at`` the byte
-    offset where the record that the file ends inside starts (None when whole).
+    ``segments`` the TCP segments among them, ``first_ns`` the time of the
+    first record and ``truncated_at`` the byte offset where the record that the
+    file ends inside starts (None when whole).
     """
 
     def __init__(self, path: str | os.PathLike, strict: bool = False, chunk_size: int | None = None):
@@ -42,6 +43,7 @@ class CaptureReader:
         self.packets = 0
         self.segments = 0
         self.truncated_at: int | None = None
+        self.first_ns: int | None = None  # the time of the first record
         self.bytes_read = 0
         self.format = ""
         try:
@@ -63,6 +65,8 @@ class CaptureReader:
         with f:
             source = self._open(f)
             for records in source.chunks():
+                if self.first_ns is None and len(records):
+                    self.first_ns = int(records.time_ns(np.zeros(1, np.intp))[0])
                 batch = decode(records)
                 self.packets += batch.packets
                 self.segments += len(batch)

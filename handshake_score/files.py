@@ -1,0 +1,78 @@
+"""Writing output files safely: to a temporary name beside the target, then renamed.
+
+An interrupted run (Ctrl-C, SIGTERM, a full disk, an error halfway) leaves the
+previous file as it was and no half-written one; an existing file is replaced
+only when asked (``force``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from typing import BinaryIO, Iterator
+
+from .errors import HandshakeScoreError
+
+
+class OutputExistsError(HandshakeScoreError):
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        super().__init__(f"{self.path}: already exists; use --force to replace it, or choose another name")
+
+
+def check_writable(path: str | os.PathLike, force: bool = False) -> None:
+    """Fail early, before any work, if ``path`` exists (without ``force``) or its folder cannot be made."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise HandshakeScoreError(f"{path}: is a directory")
+    if os.path.exists(path) and not force:
+        raise OutputExistsError(path)
+    folder = os.path.dirname(path) or "."
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise HandshakeScoreError(f"{folder}: cannot create the folder: {e.strerror or e}") from None
+    if not os.access(folder, os.W_OK):
+        raise HandshakeScoreError(f"{folder}: permission denied")
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, force: bool = False) -> Iterator[BinaryIO]:
+    """A binary file to write that appears at ``path`` only once complete.
+
+    >>> with atomic_write("scores/a.score") as f:
+    ...     f.write(b"...")
+    """
+    path = os.fspath(path)
+    check_writable(path, force)
+    folder, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; a plain open() would not
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        if not force and os.path.exists(path):  # appeared while we wrote
+            raise OutputExistsError(path)
+        os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise HandshakeScoreError(f"{path}: cannot write: {e.strerror or e}") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

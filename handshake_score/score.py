@@ -1,0 +1,192 @@
+"""The score: the handshakes of one or more captures as timed notes.
+
+A :class:`Score` is what the tracker's notes become once every attempt is
+over: each note knows its attempt's outcome and delays. Notes are a numpy
+structured array of :data:`NOTE` in time order; text (addresses, kinds,
+outcomes, sources) is kept once, in small tables the rows index:
+
+>>> score = compose(["captures/example-loopback.pcapng"]).score
+>>> score.kinds()[:3], score.notes["time_ns"][:3]
+
+Times are integer nanoseconds since ``start_ns`` (the capture's first packet,
+or the ``--from`` moment), which is nanoseconds since the Unix epoch.
+:mod:`.scorefile` reads and writes the text form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+from array import array
+from dataclasses import dataclass, field, replace
+from typing import Iterable, NamedTuple
+
+import numpy as np
+
+from . import __version__
+from .orchestra import DEFAULT, Orchestra
+from .segments import INT64_MIN, address
+from .summary import Summary, score_files
+from .tracker import Handshake, Kind, Note, Outcome
+
+NOTE = np.dtype([
+    ("time_ns", "<i8"),            # since Score.start_ns
+    ("kind", "u1"),                # index into Kind.ALL
+    ("attempt", "<u4"),            # 1, 2, ... in order of each attempt's first note
+    ("client", "<u4"),             # index into Score.hosts
+    ("client_port", "<u2"),
+    ("server", "<u4"),
+    ("server_port", "<u2"),
+    ("outcome", "u1"),             # index into Outcome.ALL
+    ("syn_to_syn_ack_ns", "<i8"),  # NO_DELAY where there is none
+    ("syn_ack_to_ack_ns", "<i8"),
+    ("source", "<u2"),             # 1, 2, ...: Score.sources[source - 1]
+])
+"""One note of a score."""
+
+NO_DELAY = INT64_MIN
+KIND_CODE = {k: i for i, k in enumerate(Kind.ALL)}
+OUTCOME_CODE = {o: i for i, o in enumerate(Outcome.ALL)}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A capture a score was made from."""
+
+    name: str            # the file's name, without its folder
+    size: int            # bytes
+    sha256: str
+    start_ns: int | None  # its first packet, ns since the Unix epoch; None for a capture with no packets
+
+
+@dataclass
+class Score:
+    """Timed notes and where they came from. See :data:`NOTE` and ``docs/score-format.md``."""
+
+    notes: np.ndarray                 # NOTE rows, in time order
+    hosts: list[str]                  # addresses (or pseudonyms) the notes' client/server index
+    sources: list[Source]
+    start_ns: int                     # the moment note time 0 stands for, ns since the Unix epoch
+    options: dict = field(default_factory=dict)  # how it was made: scoring options, filters, anonymisation
+    orchestra: Orchestra = DEFAULT
+    tool: str = f"hs {__version__}"
+
+    def __len__(self) -> int:
+        return len(self.notes)
+
+    def kinds(self) -> np.ndarray:
+        """Each note's kind as a string."""
+        return np.array(Kind.ALL, dtype=object)[self.notes["kind"]]
+
+    def outcomes(self) -> np.ndarray:
+        return np.array(Outcome.ALL, dtype=object)[self.notes["outcome"]]
+
+    def attempts(self) -> int:
+        return len(np.unique(self.notes["attempt"]))
+
+    def with_notes(self, which, **changes) -> Score:
+        """A score of the notes ``which`` (a mask or indices), hosts unused by them dropped."""
+        notes = self.notes[which]
+        used, index = np.unique(np.concatenate([notes["client"], notes["server"]]), return_inverse=True)
+        notes = notes.copy()
+        notes["client"], notes["server"] = index[: len(notes)], index[len(notes):]
+        return replace(self, notes=notes, hosts=[self.hosts[i] for i in used], **changes)
+
+
+class Composed(NamedTuple):
+    score: Score
+    summary: Summary
+
+
+class _Collector:
+    """Takes the tracker's notes and, as each attempt ends, its final state;
+    keeps both in compact columns (a long capture's notes do not each hold a
+    :class:`Handshake`)."""
+
+    def __init__(self):
+        self.time, self.kind, self.attempt, self.source = array("q"), array("B"), array("q"), array("H")
+        self.h_id, self.h_outcome, self.h_d1, self.h_d2 = array("q"), array("B"), array("q"), array("q")
+        self.h_flows: list[bytes] = []
+
+    def notes(self, notes: list[Note], source: int) -> None:
+        self.time.extend(n[0] for n in notes)
+        self.kind.extend(KIND_CODE[n[1]] for n in notes)
+        self.attempt.extend(n[2].id for n in notes)
+        self.source.extend([source] * len(notes))
+
+    def closed(self, h: Handshake) -> None:
+        self.h_id.append(h.id)
+        self.h_outcome.append(OUTCOME_CODE[h.outcome])
+        self.h_flows.append(h.flow)
+        self.h_d1.append(_delay(h.syn_to_syn_ack_ns))
+        self.h_d2.append(_delay(h.syn_ack_to_ack_ns))
+
+    def score(self, sources: list[Source], start_ns: int, options: dict, orchestra: Orchestra) -> Score:
+        n = len(self.time)
+        time = np.frombuffer(self.time, np.int64) if n else np.zeros(0, np.int64)
+        order = np.argsort(time, kind="stable")  # notes come nearly in time order; ties keep capture order
+        ids = np.frombuffer(self.h_id, np.int64) if self.h_id else np.zeros(0, np.int64)
+        by_id = np.argsort(ids)
+        row = by_id[np.searchsorted(ids[by_id], np.frombuffer(self.attempt, np.int64)[order])] if n else np.zeros(0, int)
+        notes = np.zeros(n, NOTE)
+        notes["time_ns"] = time[order] - start_ns
+        notes["kind"] = np.frombuffer(self.kind, np.uint8)[order]
+        notes["source"] = np.frombuffer(self.source, np.uint16)[order]
+        # attempts numbered in the order of their first note
+        _, first, inverse = np.unique(row, return_index=True, return_inverse=True)
+        rank = np.empty(len(first), np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(1, len(first) + 1)
+        notes["attempt"] = rank[inverse]
+        notes["outcome"] = np.frombuffer(self.h_outcome, np.uint8)[row]
+        notes["syn_to_syn_ack_ns"] = np.frombuffer(self.h_d1, np.int64)[row]
+        notes["syn_ack_to_ack_ns"] = np.frombuffer(self.h_d2, np.int64)[row]
+        flows = np.frombuffer(b"".join(self.h_flows), np.uint8).reshape(-1, 36)[row]
+        raw = np.concatenate([flows[:, 0:16], flows[:, 18:34]]).copy().view("V16").ravel()
+        unique, index = np.unique(raw, return_inverse=True)
+        notes["client"], notes["server"] = index[:n], index[n:]
+        notes["client_port"] = flows[:, 16].astype(np.uint16) << 8 | flows[:, 17]
+        notes["server_port"] = flows[:, 34].astype(np.uint16) << 8 | flows[:, 35]
+        hosts = [str(address(bytes(a))) for a in unique]
+        return Score(notes, hosts, sources, start_ns, options, orchestra)
+
+
+def _delay(ns: int | None) -> int:
+    return NO_DELAY if ns is None or not INT64_MIN < ns < 1 << 63 else ns
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def compose(
+    paths: Iterable[str | os.PathLike],
+    *,
+    strict: bool = False,
+    timeout_s: float = 135.0,
+    max_attempts: int = 200_000,
+    orchestra: Orchestra = DEFAULT,
+    on_progress=None,
+    parallel: bool | None = None,
+) -> Composed:
+    """Score the handshakes of captures, merged in time order, each note tagged with its source.
+
+    Time 0 is the earliest first packet of the captures. Returns the score and
+    the :class:`~.summary.Summary` of the same run.
+    """
+    paths = [os.fspath(p) for p in paths]
+    collector = _Collector()
+    current = [0]
+
+    def on_file(index: int) -> None:
+        current[0] = index + 1
+
+    summary = score_files(paths, strict=strict, timeout_s=timeout_s, max_attempts=max_attempts,
+                          on_notes=lambda notes: collector.notes(notes, current[0]), on_close=collector.closed,
+                          on_file=on_file, on_progress=on_progress, parallel=parallel)
+    sources = [Source(os.path.basename(f.path), f.size, sha256_of(f.path), f.first_ns) for f in summary.files]
+    starts = [s.start_ns for s in sources if s.start_ns is not None]
+    start_ns = min(starts) if starts else 0
+    options = {"timeout_s": timeout_s, "max_attempts": max_attempts}
+    return Composed(collector.score(sources, start_ns, options, orchestra), summary)
