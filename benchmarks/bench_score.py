@@ -116,7 +116,7 @@ def tools(path: Path, truth: dict, prefix: Path, prefix_truth: int, hs: list[str
                                            prefix_truth["syn_or_rst_packets"])),
     ]
     if hs:
-        rows.insert(0, dict(name="hs score --json", argv=[*hs, "score", path, "--json"],
+        rows.insert(0, dict(name="hs score --json", argv=[*hs, "score", path, "--json", "--no-write"],
                             packets=truth["packets"], check=lambda out: check_hs(out, truth)))
     return [r for r in rows if shutil.which(str(r["argv"][0]))]
 
@@ -164,7 +164,7 @@ def rss_sweep(hs: list[str], sizes: list[int], runs: int) -> list[dict]:
     rows = []
     for n in sizes:
         path, truth = capture(n)
-        rows.append(dict(name=f"hs score, {n:,} packets", argv=[*hs, "score", path, "--json"], packets=n,
+        rows.append(dict(name=f"hs score, {n:,} packets", argv=[*hs, "score", path, "--json", "--no-write"], packets=n,
                  check=lambda out, t=truth: check_hs(out, t), size_mb=path.stat().st_size / 2**20,
                  duration=truth.get("duration_s", float("nan"))))
     run_all(rows, runs)
@@ -313,7 +313,7 @@ def main(argv=None) -> int:
     startup = None
     if hs:  # what process start, imports and the CLI cost, on a capture too small to matter
         small, small_truth = capture(1_000)
-        startup = dict(name="hs score, 1,000 packets", argv=[*hs, "score", small, "--json"], packets=1_000,
+        startup = dict(name="hs score, 1,000 packets", argv=[*hs, "score", small, "--json", "--no-write"], packets=1_000,
                        check=lambda out: check_hs(out, small_truth))
     print(f"timing {len(rows)} tools on {path.name}, {args.runs} runs each", flush=True)
     run_all(rows + ([startup] if startup else []), args.runs)

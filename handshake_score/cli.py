@@ -48,26 +48,114 @@ def _root(
 
 @app.command()
 def score(
-    captures: Annotated[list[Path], typer.Argument(help="pcap or pcapng files.", show_default=False)],
+    captures: Annotated[list[Path], typer.Argument(help="pcap or pcapng files: several make one score, merged in time order.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="The score file to write [default: scores/NAME.score, NAME from the first capture].", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing score or MIDI file.")] = False,
+    no_write: Annotated[bool, typer.Option("--no-write", help="Only print the summary; write no score file.")] = False,
+    midi: Annotated[Optional[Path], typer.Option("--midi", help="Also export the score as a MIDI file.", show_default=False)] = None,
+    stretch: Annotated[float, typer.Option(help="For --midi: play N times slower (any N > 0).")] = 1.0,
+    orchestra: Annotated[Optional[Path], typer.Option("--orchestra", help="An orchestra TOML file (see hs orchestra).", show_default=False)] = None,
+    host: Annotated[Optional[list[str]], typer.Option("--host", help="Keep attempts of this host (address, network like 10.0.0.0/8, or pseudonym); repeatable.", show_default=False)] = None,
+    port: Annotated[Optional[list[int]], typer.Option("--port", help="Keep attempts with this client or server port; repeatable.", show_default=False)] = None,
+    start: Annotated[Optional[str], typer.Option("--from", help="Start here: seconds after the capture's start, a time of day (14:03:05, local; 14:03:05Z, UTC) or a date and time.", show_default=False)] = None,
+    end: Annotated[Optional[str], typer.Option("--to", help="End here (same forms as --from).", show_default=False)] = None,
+    kinds: Annotated[Optional[str], typer.Option("--kinds", help="Keep only these note kinds, comma-separated: syn,syn-retry,syn-ack,syn-ack-retry,ack,rst.", show_default=False)] = None,
+    anonymize: Annotated[bool, typer.Option("--anonymize", help="Replace addresses by keyed pseudonyms, to share the score.")] = False,
+    key: Annotated[Optional[str], typer.Option("--key", envvar="HS_ANONYMIZE_KEY", help="The key of --anonymize (same key, same pseudonyms); default: random, forgotten.", show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="A capture cut short is an error, not a warning.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds an unfinished attempt is awaited (SYN retries last ~127 s).", min=0.001)] = 135.0,
     max_attempts: Annotated[int, typer.Option(help="Attempts tracked at once; past it the oldest are evicted.", min=1)] = 200_000,
 ):
-    """Find every TCP handshake in CAPTURES and summarise them: attempts by outcome, notes by kind, median delays."""
-    from .summary import score_files
+    """Find every TCP handshake in CAPTURES and write them as a score: one timed note per handshake packet.
+
+    Prints a summary: attempts by outcome, notes by kind, median delays."""
+    from .files import check_writable
+    from .orchestra import DEFAULT, load_orchestra
+    from .score import compose, select
+
+    if key is not None and not anonymize:
+        raise HandshakeScoreError("--key is the key of --anonymize: give --anonymize too")
+    if not no_write and output is None:
+        output = Path("scores") / (_default_name(captures) + ".score")
+    for out in (output if not no_write else None, midi):
+        if out is not None:
+            check_writable(out, force)
+    band = load_orchestra(orchestra) if orchestra else DEFAULT
+    kind_list = [k.strip() for k in kinds.split(",") if k.strip()] if kinds is not None else None
 
     total = sum(p.stat().st_size for p in captures if p.is_file())
     with _progress(total) as advance:
-        summary = score_files(captures, strict=strict, timeout_s=timeout, max_attempts=max_attempts, on_progress=advance)
+        composed = compose(captures, strict=strict, timeout_s=timeout, max_attempts=max_attempts,
+                           orchestra=band, on_progress=advance)
+    summary, result = composed.summary, composed.score
     for f in summary.files:
         if f.truncated_at is not None:
             print(f"hs: warning: {f.path}: cut short at byte {f.truncated_at}; scored the "
                   f"{f.packets} packets before it (--strict makes this an error)", file=sys.stderr)
+    if host or port or start is not None or end is not None or kind_list is not None:
+        result = select(result, hosts=host or (), ports=port or (), start=start, end=end, kinds=kind_list)
+        if not len(result) and len(composed.score):
+            print("hs: warning: no note passes the filters", file=sys.stderr)
+    if anonymize:
+        from .anonymize import anonymize as pseudonymise
+
+        result = pseudonymise(result, key)
+    written = {}
+    if not no_write:
+        from .scorefile import save_score
+
+        save_score(result, output, force)
+        written["score"] = str(output)
+    if midi is not None:
+        from .midi import export_midi
+
+        export_midi(result, midi, stretch=stretch, force=force)
+        written["midi"] = str(midi)
     if json_out:
-        print(json.dumps(summary.as_dict()))
+        print(json.dumps({**summary.as_dict(), "written": written, "score_notes": len(result)}))
     else:
         print(_report(summary))
+        for what, path in written.items():
+            print(f"{what:<11} {path} ({len(result):,} notes, {result.attempts():,} attempts)")
+
+
+def _default_name(captures: list[Path]) -> str:
+    name = captures[0].name
+    for suffix in (".pcapng", ".pcap", ".cap", ".gz"):
+        name = name.removesuffix(suffix)
+    return name + (f"-and-{len(captures) - 1}-more" if len(captures) > 1 else "")
+
+
+@app.command()
+def export(
+    score_file: Annotated[Path, typer.Argument(metavar="SCORE", help="A score file (hs score writes them).", show_default=False)],
+    out: Annotated[Path, typer.Argument(metavar="OUT.mid", help="The MIDI file to write.", show_default=False)],
+    stretch: Annotated[float, typer.Option(help="Play N times slower (any N > 0).")] = 1.0,
+    orchestra: Annotated[Optional[Path], typer.Option("--orchestra", help="An orchestra TOML file [default: the score's own].", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing MIDI file.")] = False,
+):
+    """Export a score as a type 1 MIDI file for musicians: a track per note kind, on the percussion channel."""
+    from .files import check_writable
+    from .midi import export_midi
+    from .orchestra import load_orchestra
+    from .scorefile import load_score
+
+    check_writable(out, force)
+    loaded = load_score(score_file)
+    export_midi(loaded, out, stretch=stretch, orchestra=load_orchestra(orchestra) if orchestra else None, force=force)
+    print(f"wrote {out} ({len(loaded):,} notes, stretch {stretch:g})")
+
+
+@app.command(name="orchestra")
+def orchestra_cmd(
+    show: Annotated[bool, typer.Option("--show", help="Print the orchestra as TOML (the default action).")] = True,
+    orchestra: Annotated[Optional[Path], typer.Option("--orchestra", help="Show this file over the built-in orchestra.", show_default=False)] = None,
+):
+    """Print the orchestra (what each note kind is played on) as TOML: a starting point for your own."""
+    from .orchestra import DEFAULT, load_orchestra
+
+    print((load_orchestra(orchestra) if orchestra else DEFAULT).to_toml(), end="")
 
 
 def _progress(total: int):

@@ -20,11 +20,14 @@ import ipaddress
 import os
 from array import array
 from dataclasses import dataclass, field, replace
+from datetime import datetime, time, timedelta, timezone
+from decimal import Decimal, InvalidOperation
 from typing import Iterable, NamedTuple
 
 import numpy as np
 
 from . import __version__
+from .errors import HandshakeScoreError
 from .orchestra import DEFAULT, Orchestra
 from .segments import INT64_MIN, address
 from .summary import Summary, score_files
@@ -141,13 +144,15 @@ class _Collector:
         notes["outcome"] = np.frombuffer(self.h_outcome, np.uint8)[row]
         notes["syn_to_syn_ack_ns"] = np.frombuffer(self.h_d1, np.int64)[row]
         notes["syn_ack_to_ack_ns"] = np.frombuffer(self.h_d2, np.int64)[row]
-        flows = np.frombuffer(b"".join(self.h_flows), np.uint8).reshape(-1, 36)[row]
-        raw = np.concatenate([flows[:, 0:16], flows[:, 18:34]]).copy().view("V16").ravel()
-        unique, index = np.unique(raw, return_inverse=True)
-        notes["client"], notes["server"] = index[:n], index[n:]
-        notes["client_port"] = flows[:, 16].astype(np.uint16) << 8 | flows[:, 17]
-        notes["server_port"] = flows[:, 34].astype(np.uint16) << 8 | flows[:, 35]
-        hosts = [str(address(bytes(a))) for a in unique]
+        # hosts and ports per attempt first (an attempt has several notes), then per note
+        index: dict[bytes, int] = {}
+        flows = self.h_flows
+        client = np.fromiter((index.setdefault(f[:16], len(index)) for f in flows), np.uint32, len(flows))
+        server = np.fromiter((index.setdefault(f[18:34], len(index)) for f in flows), np.uint32, len(flows))
+        ports = np.frombuffer(b"".join(f[16:18] + f[34:36] for f in flows), ">u2").reshape(-1, 2)
+        notes["client"], notes["server"] = client[row], server[row]
+        notes["client_port"], notes["server_port"] = ports[row, 0], ports[row, 1]
+        hosts = [str(address(a)) for a in index]
         return Score(notes, hosts, sources, start_ns, options, orchestra)
 
 
@@ -190,3 +195,106 @@ def compose(
     start_ns = min(starts) if starts else 0
     options = {"timeout_s": timeout_s, "max_attempts": max_attempts}
     return Composed(collector.score(sources, start_ns, options, orchestra), summary)
+
+
+def select(
+    score: Score,
+    *,
+    hosts: Iterable[str] = (),
+    ports: Iterable[int] = (),
+    start: str | None = None,
+    end: str | None = None,
+    kinds: Iterable[str] | None = None,
+) -> Score:
+    """The notes of ``score`` that pass every filter given.
+
+    ``hosts``: addresses, networks (``10.0.0.0/8``) or pseudonyms; a note
+    passes when its client or server is one. ``ports``: client or server port.
+    ``start``/``end``: moments as :func:`moment` reads them; notes from
+    ``start`` (inclusive) to ``end`` (exclusive) pass, and ``start`` becomes the
+    score's time 0. ``kinds``: note kinds to keep.
+    """
+    notes = score.notes
+    keep = np.ones(len(notes), bool)
+    options = dict(score.options)
+    hosts, ports = list(hosts), list(ports)
+    if hosts:
+        wanted = np.array([_host_matches(h, hosts) for h in score.hosts] or [False])
+        keep &= wanted[notes["client"]] | wanted[notes["server"]]
+        options["host"] = hosts
+    if ports:
+        for p in ports:
+            if not 0 <= p <= 0xFFFF:
+                raise HandshakeScoreError(f"--port: {p} is not a port (0-65535)")
+        keep &= np.isin(notes["client_port"], ports) | np.isin(notes["server_port"], ports)
+        options["port"] = ports
+    if kinds is not None:
+        kinds = list(kinds)
+        unknown = [k for k in kinds if k not in Kind.ALL]
+        if unknown:
+            raise HandshakeScoreError(f"--kinds: unknown note kind {unknown[0]!r} (the kinds are {', '.join(Kind.ALL)})")
+        keep &= np.isin(notes["kind"], [KIND_CODE[k] for k in kinds])
+        options["kinds"] = kinds
+    origin = 0
+    if start is not None:
+        origin = moment(start, score.start_ns, "--from")
+        keep &= notes["time_ns"] >= origin
+        options["from"] = start
+    if end is not None:
+        until = moment(end, score.start_ns, "--to")
+        if until <= origin:
+            raise HandshakeScoreError(f"--to: {end!r} is not after the start of the score")
+        keep &= notes["time_ns"] < until
+        options["to"] = end
+    out = score.with_notes(keep, options=options, start_ns=score.start_ns + origin)
+    out.notes["time_ns"] -= origin
+    return out
+
+
+def _host_matches(host: str, wanted: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    for w in wanted:
+        if w == host:
+            return True
+        if ip is not None and "/" in w:
+            try:
+                if ip in ipaddress.ip_network(w, strict=False):
+                    return True
+            except ValueError:
+                raise HandshakeScoreError(f"--host: {w!r} is not an address or a network") from None
+    return False
+
+
+def moment(text: str, start_ns: int, option: str = "time") -> int:
+    """Nanoseconds after ``start_ns`` that ``text`` names: seconds (``90``, ``1.5``),
+    a time of day (``14:03``, ``14:03:05.25``; local time, or UTC with a ``Z``;
+    the first such moment at or after the start), or an ISO 8601 date and time."""
+    text = text.strip()
+    try:
+        seconds = Decimal(text)
+        if seconds.is_finite():
+            return int(seconds * 1_000_000_000)
+    except InvalidOperation:
+        pass
+    started = datetime.fromtimestamp(start_ns // 1_000_000_000, timezone.utc)
+    try:
+        if "T" in text or "-" in text[1:]:  # a date and time
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                when = when.astimezone()
+        else:
+            utc_given = text.endswith(("Z", "z"))
+            of_day = time.fromisoformat(text.rstrip("Zz"))
+            zone = timezone.utc if utc_given else started.astimezone().tzinfo
+            day = started.astimezone(zone).date()
+            when = datetime.combine(day, of_day, zone)
+            if when.timestamp() < start_ns // 1_000_000_000:  # before the start: that time the next day
+                when += timedelta(days=1)
+    except ValueError:
+        raise HandshakeScoreError(f"{option}: {text!r} is not seconds, a time of day (HH:MM[:SS]) "
+                                  "or a date and time") from None
+    whole = int(when.replace(microsecond=0).timestamp()) * 1_000_000_000 + when.microsecond * 1000
+    return whole - start_ns

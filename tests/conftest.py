@@ -69,3 +69,10 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.fail(f"the shared corpus is missing at {CORPUS}")
     return CORPUS
+
+
+@pytest.fixture(autouse=True)
+def _in_a_scratch_folder(tmp_path, monkeypatch):
+    """Each test runs in a folder of its own, so ``hs score``'s default ``scores/NAME.score``
+    lands there and never in the checkout (or on another test's file)."""
+    monkeypatch.chdir(tmp_path)

@@ -29,7 +29,7 @@ def handshake(t0=T0, cport=40000):
 
 
 def hs(*args, limit_memory=False):
-    cmd = [sys.executable, "-m", "handshake_score", "score", *map(str, args)]
+    cmd = [sys.executable, "-m", "handshake_score", "score", "--no-write", *map(str, args)]
     pre = (lambda: resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))) if limit_memory else None
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, preexec_fn=pre)
     assert "Traceback" not in r.stdout + r.stderr

@@ -10,12 +10,14 @@ import subprocess
 import sys
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from conftest import KINDS, OUTCOMES, ROOT
 from loopback import V4, V6, make_capture
 
+from handshake_score.scorefile import load_score
 from handshake_score.segments import ACK, SYN
 from handshake_score.summary import score_files
 
@@ -94,12 +96,16 @@ def check(tshark: str, path, made) -> tuple[dict, list]:
 
 
 def assert_cli_agrees(path, got: dict) -> None:
-    """``hs score PATH --json`` prints the same summary (bar the time it took)."""
+    """``hs score PATH --json`` prints the same summary (bar the time it took) and
+    writes the score of every note."""
     run = subprocess.run([sys.executable, "-m", "handshake_score", "score", str(path), "--json"],
-                         capture_output=True, text=True, cwd=ROOT)
+                         capture_output=True, text=True)
     assert (run.returncode, run.stderr) == (0, "")
     printed = json.loads(run.stdout)
     assert isinstance(printed.pop("seconds"), float)
+    written = printed.pop("written")
+    assert written == {"score": f"scores/{Path(path).stem}.score"}
+    assert printed.pop("score_notes") == sum(got["notes"].values()) == len(load_score(written["score"]))
     assert printed == {k: v for k, v in json.loads(json.dumps(got)).items() if k != "seconds"}
 
 

@@ -1,0 +1,229 @@
+"""The score file: exact round trips, pandas, and one clear line for a damaged or foreign file."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import CORPUS, ROOT, corpus_expectations
+from synthetic import synthetic_score
+
+from handshake_score.score import NO_DELAY, compose
+from handshake_score.scorefile import ScoreFileError, dumps, load_score, loads, save_score
+from handshake_score.tracker import Kind
+
+HS = [sys.executable, "-m", "handshake_score"]
+CAPTURES = sorted(p.name for p in CORPUS.glob("*.pcap*"))
+EXAMPLE = ROOT / "captures" / "example-loopback.pcapng"
+
+
+def hs(*args, **kw):
+    r = subprocess.run([*HS, *map(str, args)], capture_output=True, text=True, timeout=120, **kw)
+    assert "Traceback" not in r.stderr
+    return r
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_round_trip_of_every_corpus_capture(name, tmp_path):
+    """hs score writes the file; loading it and writing it again gives the same bytes,
+    and what was loaded is what was scored, field by field."""
+    out = tmp_path / "a.score"
+    assert hs("score", CORPUS / name, "-o", out).returncode == 0
+    text = out.read_bytes()
+    loaded = load_score(out)
+    save_score(loaded, tmp_path / "again.score")
+    assert (tmp_path / "again.score").read_bytes() == text
+    scored = compose([CORPUS / name]).score
+    assert np.array_equal(loaded.notes[["time_ns", "kind", "attempt", "client_port", "server_port", "outcome",
+                                        "syn_to_syn_ack_ns", "syn_ack_to_ack_ns", "source"]],
+                          scored.notes[["time_ns", "kind", "attempt", "client_port", "server_port", "outcome",
+                                        "syn_to_syn_ack_ns", "syn_ack_to_ack_ns", "source"]])
+    for side in ("client", "server"):
+        assert [loaded.hosts[i] for i in loaded.notes[side]] == [scored.hosts[i] for i in scored.notes[side]]
+    expected = corpus_expectations()[name]["notes"]
+    assert dict(zip(*np.unique(loaded.kinds(), return_counts=True))) == {k: v for k, v in expected.items() if v}
+    assert loaded.sources[0].name == name
+    assert loaded.sources[0].sha256 == hashlib.sha256((CORPUS / name).read_bytes()).hexdigest()
+    assert loaded.sources[0].size == (CORPUS / name).stat().st_size
+
+
+def test_times_are_exact_to_the_nanosecond(tmp_path):
+    """tcp-handshake-nano.pcap: SYN->SYN-ACK exactly 0.127521774 s, SYN-ACK->ACK exactly 0.000087895 s."""
+    out = tmp_path / "nano.score"
+    assert hs("score", CORPUS / "tcp-handshake-nano.pcap", "-o", out).returncode == 0
+    lines = out.read_text().splitlines()
+    assert "# start_ns: 1418145369924505488" in lines
+    assert '# start_utc: "2014-12-09T17:16:09.924505488Z"' in lines
+    notes = [line.split(",") for line in lines if line[:1].isdigit()]
+    assert [(n[0], n[1], n[8], n[9]) for n in notes] == [
+        ("0", "syn", "127521774", "87895"),
+        ("127521774", "syn-ack", "127521774", "87895"),
+        ("127609669", "ack", "127521774", "87895"),
+    ]
+    score = load_score(out)
+    assert score.start_ns + int(score.notes["time_ns"][-1]) == 1418145369924505488 + 127609669
+    assert dumps(score) == out.read_text()
+
+
+def test_round_trip_of_a_large_synthetic_score():
+    score = synthetic_score(100_000, seed=3)
+    text = dumps(score)
+    again = loads(text)
+    assert dumps(again) == text
+    assert np.array_equal(again.notes["time_ns"], score.notes["time_ns"])
+    assert (again.notes["syn_to_syn_ack_ns"] == NO_DELAY).any()  # missing delays survive as missing
+
+
+def test_loads_into_pandas_with_no_code_of_ours(tmp_path):
+    out = tmp_path / "a.score"
+    assert hs("score", CORPUS / "http_ip4and6.pcapng", CORPUS / "tcp_refuseconnection.pcapng", "-o", out).returncode == 0
+    frame = pd.read_csv(out, comment="#")
+    score = load_score(out)
+    assert list(frame.columns) == ["time_ns", "kind", "attempt", "client", "client_port", "server", "server_port",
+                                   "outcome", "syn_to_syn_ack_ns", "syn_ack_to_ack_ns", "source"]
+    assert frame["time_ns"].dtype == np.int64
+    assert frame["time_ns"].tolist() == score.notes["time_ns"].tolist()
+    assert frame["kind"].tolist() == list(score.kinds())
+    assert set(frame["client"]) >= {"172.16.16.140", "2001:db8:1:2::1002"}
+    assert set(frame["server"]) >= {"172.16.16.139", "2001:db8:1:2::1000"}
+    refused = frame[frame["outcome"] == "refused"]
+    assert refused["kind"].tolist() == ["syn", "rst"] and refused["syn_to_syn_ack_ns"].isna().all()
+    assert sorted(set(frame["source"])) == [1, 2]
+
+
+def test_composing_merges_in_time_order_and_tags_each_source(tmp_path):
+    """Captures made years apart, given in any order, merge in time order; each note keeps its source."""
+    names = ["latency2.pcapng", "tcp-handshake-nano.pcap", "http_ip4and6.pcapng"]
+    out = tmp_path / "three.score"
+    assert hs("score", *[CORPUS / n for n in names], "-o", out).returncode == 0
+    score = load_score(out)
+    assert [s.name for s in score.sources] == names
+    times = score.notes["time_ns"]
+    assert np.all(np.diff(times) >= 0)
+    singles = {i + 1: compose([CORPUS / n]).score for i, n in enumerate(names)}
+    assert score.start_ns == min(s.start_ns for s in singles.values())
+    for source, single in singles.items():
+        mine = score.notes[score.notes["source"] == source]
+        assert np.array_equal(mine["time_ns"] + score.start_ns, single.notes["time_ns"] + single.start_ns)
+        assert np.array_equal(mine["kind"], single.notes["kind"])
+    assert len(np.unique(score.notes["attempt"])) == sum(s.attempts() for s in singles.values())
+    assert sorted(np.unique(score.notes["attempt"]).tolist()) == list(range(1, score.attempts() + 1))
+
+
+def test_an_overlapping_capture_is_its_own_and_the_notes_interleave(tmp_path):
+    """The same capture twice: two sources at the same times, each attempt twice under its own id."""
+    path = CORPUS / "resp_1_benchmark.pcap"
+    score = compose([path, path]).score
+    one = compose([path]).score
+    assert len(score) == 2 * len(one) and score.attempts() == 2 * one.attempts()
+    assert np.array_equal(score.notes["time_ns"], np.repeat(one.notes["time_ns"], 2))
+    assert score.notes["source"].tolist() == [1, 2] * len(one)
+
+
+def test_a_score_of_a_split_capture_equals_the_whole(tmp_path, tshark):
+    """editcap cuts a capture in three; the score of the pieces has the notes of the whole, tagged by piece."""
+    whole = CORPUS / "resp_1_benchmark.pcap"
+    subprocess.run(["editcap", "-c", "60", whole, tmp_path / "part.pcap"], check=True, capture_output=True)
+    parts = sorted(tmp_path.glob("part*.pcap"))
+    assert len(parts) >= 3
+    split, one = compose(parts).score, compose([whole]).score
+    assert np.array_equal(split.notes[["time_ns", "kind", "attempt", "outcome"]], one.notes[["time_ns", "kind", "attempt", "outcome"]])
+    assert split.notes["source"].max() == len(parts) and split.notes["source"].min() == 1
+
+
+# -- damaged and foreign files ---------------------------------------------------------------------------
+
+GOOD = None
+
+
+def good_text() -> str:
+    global GOOD
+    if GOOD is None:
+        GOOD = dumps(compose([CORPUS / "bgp-bgpsec.pcap"]).score)
+    return GOOD
+
+
+def header_lines() -> int:
+    return next(i for i, line in enumerate(good_text().splitlines(), 1) if line.startswith("time_ns,"))
+
+
+def edit_line(n: int, change) -> str:
+    lines = good_text().splitlines(keepends=True)
+    lines[n - 1] = change(lines[n - 1])
+    return "".join(lines)
+
+
+DAMAGED = [
+    ("foreign: a capture", lambda: (CORPUS / "tcp_handshake.pcapng").read_bytes(), 1, "not a handshake-score score"),
+    ("foreign: a CSV", lambda: "a,b,c\n1,2,3\n", 1, "not a handshake-score score"),
+    ("empty", lambda: "", 1, "not a handshake-score score"),
+    ("newer format", lambda: good_text().replace("format 1", "format 7", 1), 1, "newer than this hs reads"),
+    ("bad header JSON", lambda: edit_line(2, lambda s: '# tool: "hs\n'), 2, "tool: not valid JSON"),
+    ("unknown header", lambda: edit_line(2, lambda s: "# colour: 1\n"), 2, "unknown header line"),
+    ("no column line", lambda: "".join(good_text().splitlines(keepends=True)[: header_lines() - 1]), None, "ends inside its header"),
+    ("wrong columns", lambda: edit_line(header_lines(), lambda s: s.replace("kind", "type")), "H", "column line should be"),
+    ("a field missing", lambda: edit_line(header_lines() + 3, lambda s: s.rsplit(",", 1)[0] + "\n"), "H+3", "10 fields, expected 11"),
+    ("a bad kind", lambda: edit_line(header_lines() + 1, lambda s: s.replace(",syn,", ",fin,", 1)), "H+1", "kind: unknown note kind 'fin'"),
+    ("a bad time", lambda: edit_line(header_lines() + 1, lambda s: "soon" + s[s.index(","):]), "H+1", "time_ns: 'soon' is not an integer"),
+    ("a port too big", lambda: edit_line(header_lines() + 4, lambda s: _field(s, 4, "70000")), "H+4", "client_port: 70000 is out of range"),
+    ("an unknown source", lambda: edit_line(header_lines() + 1, lambda s: _field(s, 10, "9")), "H+1", "source: 9 is not a source"),
+    ("out of time order", lambda: _swap_last_two(), "L", "out of time order"),
+    ("cut inside a line", lambda: good_text()[: good_text().rindex(",", 0, -30)], "L", "fields, expected 11"),
+]
+
+
+def _field(line: str, i: int, value: str) -> str:
+    fields = line.rstrip("\n").split(",")
+    fields[i] = value
+    return ",".join(fields) + "\n"
+
+
+def _swap_last_two() -> str:
+    lines = good_text().splitlines(keepends=True)
+    lines[-1], lines[-2] = lines[-2], lines[-1]
+    return "".join(lines)
+
+
+@pytest.mark.parametrize("what, make, line, pattern", DAMAGED, ids=[d[0] for d in DAMAGED])
+def test_a_damaged_or_foreign_score_is_one_line_naming_file_and_line(what, make, line, pattern, tmp_path):
+    content = make()
+    path = tmp_path / "bad.score"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    n_lines = len(path.read_bytes().splitlines())
+    expected = {None: n_lines, "L": n_lines, "H": header_lines()}.get(line, line)
+    if isinstance(line, str) and line.startswith("H+"):
+        expected = header_lines() + int(line[2:])
+    with pytest.raises(ScoreFileError) as caught:
+        load_score(path)
+    assert caught.value.line == expected, str(caught.value)
+    # and through the command: exit 2, one line, naming file and line
+    r = hs("export", path, tmp_path / "out.mid")
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"hs: error: {path}:{expected}: "), r.stderr
+    import re
+
+    assert re.search(pattern, r.stderr), r.stderr
+    assert not (tmp_path / "out.mid").exists()
+
+
+def test_a_missing_score_is_one_line(tmp_path):
+    r = hs("export", tmp_path / "nope.score", tmp_path / "out.mid")
+    assert (r.returncode, r.stderr) == (2, f"hs: error: {tmp_path / 'nope.score'}:0: no such file\n")
+
+
+def test_a_score_saved_by_a_spreadsheet_still_loads(tmp_path):
+    """Quoted fields and CRLF line ends, as spreadsheets write CSV, read the same notes."""
+    text = good_text()
+    head, _, body = text.partition("time_ns,")
+    body = "time_ns," + body
+    quoted = "\r\n".join(",".join(f'"{f}"' for f in line.split(",")) if line[:1].isdigit() else line
+                         for line in body.splitlines())
+    path = tmp_path / "sheet.score"
+    path.write_text(head.replace("\n", "\r\n") + quoted + "\r\n", newline="")
+    assert dumps(load_score(path)) == text
