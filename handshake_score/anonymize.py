@@ -32,16 +32,27 @@ def pseudonym(host: str, key: bytes, digits: int = DIGITS) -> str:
     return f"{'public' if ip.is_global else 'private'}-v{ip.version}-{digest}"
 
 
+def new_key(key: str | bytes | None = None) -> bytes:
+    """``key`` as bytes, or a random key (forgotten with the process) when None."""
+    return os.urandom(32) if key is None else key.encode() if isinstance(key, str) else key
+
+
+def pseudonyms(hosts: list[str], key: bytes) -> dict[str, str]:
+    """Each host's pseudonym, all distinct (48 bits each: should two collide, 256)."""
+    names = {h: pseudonym(h, key) for h in hosts}
+    if len(set(names.values())) < len(names):
+        names = {h: pseudonym(h, key, 64) for h in hosts}
+    return names
+
+
 def anonymize(score: Score, key: str | bytes | None = None) -> Score:
     """``score`` with every host replaced by its keyed pseudonym (a random key when None)."""
-    key = os.urandom(32) if key is None else key.encode() if isinstance(key, str) else key
-    hosts = [pseudonym(h, key) for h in score.hosts]
-    if len(set(hosts)) < len(hosts):  # two hosts on one 48-bit pseudonym: astronomically rare, but never merge them
-        hosts = [pseudonym(h, key, 64) for h in score.hosts]
+    key = new_key(key)
+    names = pseudonyms(score.hosts, key)
     options = dict(score.options, anonymized=True)
     if "host" in options:  # a filter naming real hosts would give them away
-        options["host"] = [pseudonym(h, key) if _is_address(h) else "(hidden)" for h in options["host"]]
-    return replace(score, hosts=hosts, options=options)
+        options["host"] = [names.get(h) or (pseudonym(h, key) if _is_address(h) else "(hidden)") for h in options["host"]]
+    return replace(score, hosts=[names[h] for h in score.hosts], options=options)
 
 
 def _is_address(text: str) -> bool:

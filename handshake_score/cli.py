@@ -93,14 +93,20 @@ def score(
         if f.truncated_at is not None:
             print(f"hs: warning: {f.path}: cut short at byte {f.truncated_at}; scored the "
                   f"{f.packets} packets before it (--strict makes this an error)", file=sys.stderr)
+    secret = None
+    if anonymize:
+        from .anonymize import anonymize as pseudonymise, new_key, pseudonyms
+
+        secret = new_key(key)
+        if host:  # a pseudonym given to --host stands for the address it hides
+            real = {fake: h for h, fake in pseudonyms(result.hosts, secret).items()}
+            host = [real.get(h, h) for h in host]
     if host or port or start is not None or end is not None or kind_list is not None:
         result = select(result, hosts=host or (), ports=port or (), start=start, end=end, kinds=kind_list)
         if not len(result) and len(composed.score):
             print("hs: warning: no note passes the filters", file=sys.stderr)
     if anonymize:
-        from .anonymize import anonymize as pseudonymise
-
-        result = pseudonymise(result, key)
+        result = pseudonymise(result, secret)
     written = {}
     if not no_write:
         from .scorefile import save_score

@@ -22,19 +22,20 @@ class OutputExistsError(HandshakeScoreError):
 
 
 def check_writable(path: str | os.PathLike, force: bool = False) -> None:
-    """Fail early, before any work, if ``path`` exists (without ``force``) or its folder cannot be made."""
+    """Fail early, before any work, if ``path`` exists (without ``force``) or could not be made.
+    Creates nothing: a run that fails later leaves no empty folder behind."""
     path = os.fspath(path)
     if os.path.isdir(path):
         raise HandshakeScoreError(f"{path}: is a directory")
     if os.path.exists(path) and not force:
         raise OutputExistsError(path)
-    folder = os.path.dirname(path) or "."
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise HandshakeScoreError(f"{folder}: cannot create the folder: {e.strerror or e}") from None
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(folder):  # the folder is made when the file is written
+        if os.path.exists(folder):
+            raise HandshakeScoreError(f"{path}: {folder} is not a folder")
+        folder = os.path.dirname(folder)
     if not os.access(folder, os.W_OK):
-        raise HandshakeScoreError(f"{folder}: permission denied")
+        raise HandshakeScoreError(f"{path}: cannot write in {folder}: permission denied")
 
 
 @contextmanager
@@ -47,6 +48,11 @@ def atomic_write(path: str | os.PathLike, force: bool = False) -> Iterator[Binar
     path = os.fspath(path)
     check_writable(path, force)
     folder, name = os.path.split(path)
+    if folder:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise HandshakeScoreError(f"{folder}: cannot create the folder: {e.strerror or e}") from None
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder or ".")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -114,7 +114,7 @@ def _checked(kind: str, key: str, value):
     if key in _LIMITS:
         lo, hi = _LIMITS[key]
         if not lo <= value <= hi:
-            raise OrchestraError(f"{where}: {value!r} is outside {lo:g}-{hi:g}")
+            raise OrchestraError(f"{where}: {value:g} is outside {lo:g}-{hi:g}")
     if key == "timbre" and value not in TIMBRES:
         raise OrchestraError(f"{where}: {value!r} is not one of {', '.join(TIMBRES)}")
     return value
