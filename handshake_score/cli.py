@@ -78,7 +78,15 @@ def score(
         raise HandshakeScoreError("--key is the key of --anonymize: give --anonymize too")
     if not no_write and output is None:
         output = Path("scores") / (_default_name(captures) + ".score")
-    for out in (output if not no_write else None, midi):
+    if no_write:
+        output = None
+    if midi is not None:
+        from .midi import checked_stretch
+
+        checked_stretch(stretch)
+        if output is not None and midi.resolve() == output.resolve():
+            raise HandshakeScoreError(f"{midi}: the score and the MIDI file cannot be the same file")
+    for out in (output, midi):
         if out is not None:
             check_writable(out, force)
     band = load_orchestra(orchestra) if orchestra else DEFAULT
@@ -108,7 +116,7 @@ def score(
     if anonymize:
         result = pseudonymise(result, secret)
     written = {}
-    if not no_write:
+    if output is not None:
         from .scorefile import save_score
 
         save_score(result, output, force)
@@ -143,10 +151,11 @@ def export(
 ):
     """Export a score as a type 1 MIDI file for musicians: a track per note kind, on the percussion channel."""
     from .files import check_writable
-    from .midi import export_midi
+    from .midi import checked_stretch, export_midi
     from .orchestra import load_orchestra
     from .scorefile import load_score
 
+    checked_stretch(stretch)
     check_writable(out, force)
     loaded = load_score(score_file)
     export_midi(loaded, out, stretch=stretch, orchestra=load_orchestra(orchestra) if orchestra else None, force=force)

@@ -8,7 +8,7 @@ only when asked (``force``).
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from typing import BinaryIO, Iterator
 
@@ -53,10 +53,9 @@ def atomic_write(path: str | os.PathLike, force: bool = False) -> Iterator[Binar
             os.makedirs(folder, exist_ok=True)
         except OSError as e:
             raise HandshakeScoreError(f"{folder}: cannot create the folder: {e.strerror or e}") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder or ".")
+    fd, tmp = _create_beside(folder or ".", name)
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; a plain open() would not
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -71,10 +70,17 @@ def atomic_write(path: str | os.PathLike, force: bool = False) -> Iterator[Binar
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _create_beside(folder: str, name: str) -> tuple[int, str]:
+    """A new temporary file ``.NAME.xxxxxxxx.part`` in ``folder``, its mode what a plain
+    ``open()`` would give (``mkstemp`` would make it 0600; reading the umask means changing it)."""
+    while True:
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.part")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise HandshakeScoreError(f"{os.path.join(folder, name)}: cannot write: {e.strerror or e}") from None
 
 
 def _remove(path: str) -> None:

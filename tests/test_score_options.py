@@ -271,3 +271,30 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_score_and_midi_in_one_go_equal_score_then_export():
+    r = hs("score", CORPUS / "resp_1_benchmark.pcap", "-o", "a.score", "--midi", "a.mid", "--stretch", "10")
+    assert r.returncode == 0, r.stderr
+    assert hs("export", "a.score", "b.mid", "--stretch", "10").returncode == 0
+    assert Path("a.mid").read_bytes() == Path("b.mid").read_bytes() and Path("a.mid").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--midi", "a.mid", "--stretch", "0"], "stretch must be a number above 0"),
+    (["--midi", "a.mid", "--stretch", "nan"], "stretch must be a number above 0"),
+    (["-o", "same", "--midi", "same"], "the score and the MIDI file cannot be the same file"),
+])
+def test_a_bad_midi_request_fails_before_anything_is_written(args, needle):
+    r = hs("score", CORPUS / "tcp_handshake.pcapng", *args)
+    one_line_error(r, needle)
+    assert list(Path(".").iterdir()) == []
+
+
+def test_export_refuses_to_overwrite_and_a_bad_stretch_before_reading():
+    assert hs("score", CORPUS / "tcp_handshake.pcapng", "-o", "a.score").returncode == 0
+    Path("a.mid").write_bytes(b"keep")
+    one_line_error(hs("export", "a.score", "a.mid"), "a.mid: already exists")
+    one_line_error(hs("export", "a.score", "b.mid", "--stretch", "-2"), "stretch must be a number above 0")
+    assert Path("a.mid").read_bytes() == b"keep" and not Path("b.mid").exists()
+    assert hs("export", "a.score", "a.mid", "--force").returncode == 0 and Path("a.mid").read_bytes()[:4] == b"MThd"

@@ -227,3 +227,10 @@ def test_a_score_saved_by_a_spreadsheet_still_loads(tmp_path):
     path = tmp_path / "sheet.score"
     path.write_text(head.replace("\n", "\r\n") + quoted + "\r\n", newline="")
     assert dumps(load_score(path)) == text
+
+
+def test_the_bundled_sample_is_what_hs_score_makes_of_the_bundled_capture():
+    r = hs("score", EXAMPLE, "-o", "again.score", "--midi", "again.mid", "--stretch", "10")
+    assert r.returncode == 0, r.stderr
+    assert Path("again.score").read_bytes() == (ROOT / "scores" / "sample-loopback.score").read_bytes()
+    assert Path("again.mid").read_bytes() == (ROOT / "scores" / "sample-loopback.mid").read_bytes()
