@@ -31,6 +31,8 @@ from handshake_score.files import OutputExistsError
 from handshake_score.midi import export_midi, to_midi
 from handshake_score.orchestra import DEFAULT, Instrument, Orchestra
 from handshake_score.score import compose
+from handshake_score.scorefile import dumps, load_score
+from loopback import V4, V6, make_capture
 from synthetic import synthetic_score
 
 STRETCHES = [1, 2.5, 10]
@@ -114,17 +116,38 @@ def label(host: str) -> str:
         return host
 
 
-@pytest.fixture(scope="module", params=[(what, s) for what in ("corpus", "synthetic-100k") for s in STRETCHES],
+@pytest.fixture(scope="module", params=[(what, s) for what in ("corpus", "synthetic-100k", "loopback") for s in STRETCHES],
                 ids=lambda p: f"{p[0]}-x{p[1]}")
 def readings(request, tmp_path_factory, corpus) -> list[Reading]:
-    """Every corpus capture, or the 100,000-note synthetic score, exported and read back."""
+    """Every corpus capture, the 100,000-note synthetic score, or the score file of a capture
+    of our own, exported and read back."""
     what, stretch = request.param
     folder = tmp_path_factory.mktemp(f"{what}-{stretch}")
     if what == "corpus":
         captures = sorted(corpus.glob("*.pcap*"))
         assert len(captures) == len(EXPECTED) == 16
         return [export_and_read(compose([p]).score, folder, p.name, stretch) for p in captures]
+    if what == "loopback":
+        return [export_and_read(request.getfixturevalue("own_score"), folder, what, stretch)]
     return [export_and_read(big_score(), folder, what, stretch)]
+
+
+@pytest.fixture(scope="module")
+def own_score(tmp_path_factory, dumpcap):
+    """A capture the test records on loopback (IPv4 and IPv6, completed and refused), scored
+    by ``hs score`` into a file, which loads and writes back to the same bytes."""
+    folder = tmp_path_factory.mktemp("own")
+    capture, path = folder / "own.pcapng", folder / "own.score"
+    made = make_capture(dumpcap, capture, [("complete", V4, 12), ("refused", V4, 3), ("complete", V6, 4),
+                                           ("refused", V6, 2)])
+    subprocess.run([sys.executable, "-m", "handshake_score", "score", capture, "-o", path],
+                   check=True, capture_output=True)
+    score = load_score(path)
+    assert dumps(score) == path.read_text()
+    assert score.attempts() == len(made) == 21
+    _, first = np.unique(score.notes["attempt"], return_index=True)
+    assert dict(zip(*np.unique(score.outcomes()[first], return_counts=True))) == {"complete": 16, "refused": 5}
+    return score
 
 
 @functools.cache
