@@ -71,8 +71,6 @@ def score(
 
     Prints a summary: attempts by outcome, notes by kind, median delays."""
     from .files import check_writable
-    from .orchestra import DEFAULT, load_orchestra
-    from .score import compose, select
 
     if key is not None and not anonymize:
         raise HandshakeScoreError("--key is the key of --anonymize: give --anonymize too")
@@ -89,33 +87,33 @@ def score(
     for out in (output, midi):
         if out is not None:
             check_writable(out, force)
-    band = load_orchestra(orchestra) if orchestra else DEFAULT
+    band = None
+    if orchestra is not None or output is not None or midi is not None:
+        from .orchestra import DEFAULT, load_orchestra
+
+        band = load_orchestra(orchestra) if orchestra else DEFAULT
     kind_list = [k.strip() for k in kinds.split(",") if k.strip()] if kinds is not None else None
 
     total = sum(p.stat().st_size for p in captures if p.is_file())
+    result = None
     with _progress(total) as advance:
-        composed = compose(captures, strict=strict, timeout_s=timeout, max_attempts=max_attempts,
-                           orchestra=band, on_progress=advance)
-    summary, result = composed.summary, composed.score
+        if output is None and midi is None:  # the summary alone: no score to build
+            from .summary import score_files
+
+            summary = score_files(captures, strict=strict, timeout_s=timeout, max_attempts=max_attempts,
+                                  on_progress=advance)
+        else:
+            from .score import compose
+
+            result, summary = compose(captures, strict=strict, timeout_s=timeout, max_attempts=max_attempts,
+                                      orchestra=band, on_progress=advance)
     for f in summary.files:
         if f.truncated_at is not None:
             print(f"hs: warning: {f.path}: cut short at byte {f.truncated_at}; scored the "
                   f"{f.packets} packets before it (--strict makes this an error)", file=sys.stderr)
-    secret = None
-    if anonymize:
-        from .anonymize import anonymize as pseudonymise, new_key, pseudonyms
-
-        secret = new_key(key)
-        if host:  # a pseudonym given to --host stands for the address it hides
-            real = {fake: h for h, fake in pseudonyms(result.hosts, secret).items()}
-            host = [real.get(h, h) for h in host]
-    if host or port or start is not None or end is not None or kind_list is not None:
-        result = select(result, hosts=host or (), ports=port or (), start=start, end=end, kinds=kind_list)
-        if not len(result) and len(composed.score):
-            print("hs: warning: no note passes the filters", file=sys.stderr)
-    if anonymize:
-        result = pseudonymise(result, secret)
     written = {}
+    if result is not None:
+        result = _shaped(result, host, port, start, end, kind_list, anonymize, key)
     if output is not None:
         from .scorefile import save_score
 
@@ -127,11 +125,37 @@ def score(
         export_midi(result, midi, stretch=stretch, force=force)
         written["midi"] = str(midi)
     if json_out:
-        print(json.dumps({**summary.as_dict(), "written": written, "score_notes": len(result)}))
+        print(json.dumps({**summary.as_dict(), "written": written,
+                          "score_notes": None if result is None else len(result)}))
     else:
         print(_report(summary))
         for what, path in written.items():
             print(f"{what:<11} {path} ({len(result):,} notes, {result.attempts():,} attempts)")
+
+
+def _shaped(score, host, port, start, end, kinds, anonymize: bool, key):
+    """The score as asked for: filtered (a pseudonym given to --host stands for the address
+    it hides), then anonymised."""
+    from .score import select
+
+    secret = None
+    if anonymize:
+        from .anonymize import new_key, pseudonyms
+
+        secret = new_key(key)
+        if host:
+            real = {fake: h for h, fake in pseudonyms(score.hosts, secret).items()}
+            host = [real.get(h, h) for h in host]
+    if host or port or start is not None or end is not None or kinds is not None:
+        kept = select(score, hosts=host or (), ports=port or (), start=start, end=end, kinds=kinds)
+        if not len(kept) and len(score):
+            print("hs: warning: no note passes the filters", file=sys.stderr)
+        score = kept
+    if anonymize:
+        from .anonymize import anonymize as pseudonymise
+
+        score = pseudonymise(score, secret)
+    return score
 
 
 def _default_name(captures: list[Path]) -> str:

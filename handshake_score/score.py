@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import threading
 from array import array
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta, timezone
@@ -160,9 +161,30 @@ def _delay(ns: int | None) -> int:
     return NO_DELAY if ns is None or not INT64_MIN < ns < 1 << 63 else ns
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+class _Digests(threading.Thread):
+    """The sha256 of each capture, worked out in a thread while the captures are read
+    (hashlib lets go of the GIL), and abandoned if the reading fails."""
+
+    def __init__(self, paths: list[str]):
+        super().__init__(daemon=True)
+        self.paths, self.digests = paths, [""] * len(paths)
+        self.stop = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        for i, path in enumerate(self.paths):
+            digest = hashlib.sha256()
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    while not self.stop.is_set() and (block := f.read(1 << 20)):
+                        digest.update(block)
+            except OSError:
+                return  # the reader says what is wrong with the file
+            self.digests[i] = digest.hexdigest()
+
+    def result(self) -> list[str]:
+        self.join()
+        return self.digests
 
 
 def compose(
@@ -187,10 +209,16 @@ def compose(
     def on_file(index: int) -> None:
         current[0] = index + 1
 
-    summary = score_files(paths, strict=strict, timeout_s=timeout_s, max_attempts=max_attempts,
-                          on_notes=lambda notes: collector.notes(notes, current[0]), on_close=collector.closed,
-                          on_file=on_file, on_progress=on_progress, parallel=parallel)
-    sources = [Source(os.path.basename(f.path), f.size, sha256_of(f.path), f.first_ns) for f in summary.files]
+    digests = _Digests(paths)
+    try:
+        summary = score_files(paths, strict=strict, timeout_s=timeout_s, max_attempts=max_attempts,
+                              on_notes=lambda notes: collector.notes(notes, current[0]), on_close=collector.closed,
+                              on_file=on_file, on_progress=on_progress, parallel=parallel)
+    except BaseException:
+        digests.stop.set()  # nobody will want the digests
+        raise
+    sources = [Source(os.path.basename(f.path), f.size, digest, f.first_ns)
+               for f, digest in zip(summary.files, digests.result())]
     starts = [s.start_ns for s in sources if s.start_ns is not None]
     start_ns = min(starts) if starts else 0
     options = {"timeout_s": timeout_s, "max_attempts": max_attempts}
