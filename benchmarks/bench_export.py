@@ -17,20 +17,18 @@ Every output is read back by symusic and compared note by note with the score.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 import mido
 import numpy as np
 import symusic
+
+from machine import machine  # benchmarks/machine.py
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -100,24 +98,10 @@ def check(score, path: Path, stretch: float = 1.0) -> str:
             else f"MISMATCH: worst {worst / 1e6:.3f} ms, {markers} markers")
 
 
-def machine() -> list[str]:
-    def version(pkg):
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor())
+def code_state() -> str:
     git = lambda *a: subprocess.run(["git", "-C", HERE.parent, *a], capture_output=True, text=True).stdout.strip()
     dirty = " + uncommitted changes" if git("status", "--porcelain", "--", "handshake_score") else ""
-    return [
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- Machine: {platform.machine()}, {cpu}, {os.cpu_count()} cores; {platform.system()} {platform.release()}",
-        f"- Python {platform.python_version()}, numpy {version('numpy')}, mido {version('mido')}, "
-        f"symusic {version('symusic')}, handshake-score {version('handshake-score')}",
-        f"- handshake_score: commit {git('rev-parse', '--short', 'HEAD') or '?'}{dirty}",
-    ]
+    return f"- handshake_score: commit {git('rev-parse', '--short', 'HEAD') or '?'}{dirty}"
 
 
 def main(argv=None) -> int:
@@ -162,7 +146,7 @@ def main(argv=None) -> int:
         f"score ({score.attempts():,} attempts, tests/synthetic.py, seed 0) to a type 1 MIDI file, stretch 1. "
         "All in one process, writers taking turns, median of the runs. The peers get hs's events ready-made "
         "(untimed) and are timed building and writing the same file; every file is read back by symusic.", "",
-        *machine(), "",
+        *machine(["numpy", "mido", "symusic", "handshake-score"]), code_state(), "",
         "| writer | what is timed | runs | median s | notes/s | vs hs | output read back by symusic |",
         "|---|---|---:|---:|---:|---|---|",
     ]

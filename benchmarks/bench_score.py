@@ -12,18 +12,16 @@ generator's ground truth.
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-from importlib import metadata
 from pathlib import Path
+
+from machine import machine  # benchmarks/machine.py
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -196,32 +194,6 @@ def code_state() -> str:
     return f"commit {git('rev-parse', '--short', 'HEAD') or '?'}{dirty} (sources digest {digest})"
 
 
-def machine() -> list[str]:
-    def first_line(cmd):
-        try:
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            return (res.stdout or res.stderr).strip().splitlines()[0]
-        except (OSError, IndexError):
-            return "not installed"
-
-    def version(pkg):
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor())
-    mem = next(int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal"))
-    return [
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- CPU: {cpu}, {os.cpu_count()} cores; memory {mem / 2**20:.1f} GiB; {platform.system()} {platform.release()}",
-        f"- Python {platform.python_version()}, numpy {version('numpy')}, dpkt {version('dpkt')}, "
-        f"pyshark {version('pyshark')}, handshake-score {version('handshake-score')}",
-        f"- {first_line(['tshark', '--version'])}; {first_line(['tcpdump', '--version'])}",
-    ]
-
-
 def table(rows: list[dict], hs_pps: float | None) -> list[str]:
     out = ["| tool | packets | runs | median s | packets/s | peak RSS MB, largest process | "
            "peak PSS MB, all processes | hs speed vs it | output |",
@@ -275,7 +247,7 @@ def report(args, path, truth, rows, sweep, hs_row, startup, code: tuple[str, str
         "(see benchmarks/README.md). Medians of the runs; each tool a fresh process per run, tools taking "
         "turns. Peak RSS: the tool's largest process (median of the runs); peak PSS: all its processes "
         "together, sampled every 10 ms in one more, untimed run.", "",
-        "## Machine", "", *machine(), f"- handshake_score: {code[0]}", "", *changed,
+        "## Machine", "", *machine(["numpy", "dpkt", "pyshark", "handshake-score"], [["tshark", "--version"], ["tcpdump", "--version"]]), f"- handshake_score: {code[0]}", "", *changed,
         "## Capture", "",
         f"`{path.name}`: {truth['packets']:,} packets, pcap, snap length {truth['snaplen']}, "
         f"{path.stat().st_size / 2**20:.0f} MB, seed {truth['seed']}; {truth['connections']:,} connections, "

@@ -129,6 +129,8 @@ class _Collector:
     def score(self, sources: list[Source], start_ns: int, options: dict, orchestra: Orchestra) -> Score:
         n = len(self.time)
         time = np.frombuffer(self.time, np.int64) if n else np.zeros(0, np.int64)
+        if n:  # a capture's records need not be in time order: no note may come before time 0
+            start_ns = min(start_ns, int(time.min()))
         order = np.argsort(time, kind="stable")  # notes come nearly in time order; ties keep capture order
         ids = np.frombuffer(self.h_id, np.int64) if self.h_id else np.zeros(0, np.int64)
         by_id = np.argsort(ids)
@@ -199,8 +201,9 @@ def compose(
 ) -> Composed:
     """Score the handshakes of captures, merged in time order, each note tagged with its source.
 
-    Time 0 is the earliest first packet of the captures. Returns the score and
-    the :class:`~.summary.Summary` of the same run.
+    Time 0 is the earliest first packet of the captures (or an earlier note: records
+    need not be in time order). Returns the score and the :class:`~.summary.Summary`
+    of the same run.
     """
     paths = [os.fspath(p) for p in paths]
     collector = _Collector()

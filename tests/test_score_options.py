@@ -18,7 +18,7 @@ from conftest import CORPUS, ROOT
 
 from handshake_score.anonymize import anonymize
 from handshake_score.orchestra import DEFAULT, load_orchestra
-from handshake_score.score import compose, moment
+from handshake_score.score import Score, compose, moment
 from handshake_score.scorefile import load_score
 
 HS = [sys.executable, "-m", "handshake_score"]
@@ -39,7 +39,7 @@ def one_line_error(r, *needles):
         assert n in r.stderr, r.stderr
 
 
-def written(*args, env=None) -> "Score":
+def written(*args, env=None) -> Score:
     out = Path("out.score")
     r = hs("score", *args, "-o", out, "--force", env=env)
     assert r.returncode == 0, r.stderr

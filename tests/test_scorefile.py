@@ -16,7 +16,6 @@ from synthetic import synthetic_score
 
 from handshake_score.score import NO_DELAY, compose
 from handshake_score.scorefile import ScoreFileError, dumps, load_score, loads, save_score
-from handshake_score.tracker import Kind
 
 HS = [sys.executable, "-m", "handshake_score"]
 CAPTURES = sorted(p.name for p in CORPUS.glob("*.pcap*"))
@@ -234,3 +233,24 @@ def test_the_bundled_sample_is_what_hs_score_makes_of_the_bundled_capture():
     assert r.returncode == 0, r.stderr
     assert Path("again.score").read_bytes() == (ROOT / "scores" / "sample-loopback.score").read_bytes()
     assert Path("again.mid").read_bytes() == (ROOT / "scores" / "sample-loopback.mid").read_bytes()
+
+
+def test_a_capture_whose_first_record_is_not_its_earliest(tmp_path):
+    """Records out of time order (as merged or multi-interface captures have them): time 0 is
+    the earliest note, not the first record, so no note comes before the score's start."""
+    from craft import ACK, SYN, eth, pcap, tcp_ip, udp_ip, write
+
+    t0 = 1_700_000_000_000_000_000
+    c, s = "10.0.0.1", "10.0.0.2"
+    path = write(tmp_path / "unordered.pcap", pcap([
+        (t0 + 5_000_000, eth(udp_ip(c, s))),                       # the first record, 5 ms after the SYN
+        (t0, eth(tcp_ip(c, s, 40000, 80, SYN, 100))),
+        (t0 + 7_000_000, eth(tcp_ip(s, c, 80, 40000, SYN | ACK, 900, 101))),
+        (t0 + 9_000_000, eth(tcp_ip(c, s, 40000, 80, ACK, 101, 901))),
+    ]))
+    out = tmp_path / "u.score"
+    assert hs("score", path, "-o", out).returncode == 0
+    score = load_score(out)
+    assert score.start_ns == t0 and score.sources[0].start_ns == t0 + 5_000_000
+    assert score.notes["time_ns"].tolist() == [0, 7_000_000, 9_000_000]
+    assert hs("export", out, tmp_path / "u.mid").returncode == 0

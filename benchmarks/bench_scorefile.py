@@ -1,0 +1,87 @@
+"""Time writing and reading a score file against pandas doing the same with the same CSV.
+
+    python benchmarks/bench_scorefile.py [--notes 100000] [--runs 5] [--out benchmarks/RESULTS-scorefile.md]
+
+The score is tests/synthetic.py's (seeded). hs's ``save_score`` (header, canonical text, fsync,
+rename) and ``load_score`` (every field checked, a line number for any fault) against pandas'
+``to_csv`` and ``read_csv(comment="#")`` of the same table: the peer a user would reach for. They
+take turns run by run; the table gives the median. Each loaded table is compared with the score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from machine import machine  # benchmarks/machine.py
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))
+from synthetic import synthetic_score  # noqa: E402
+
+from handshake_score.scorefile import dumps, load_score, save_score  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--notes", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=HERE / "RESULTS-scorefile.md")
+    args = ap.parse_args(argv)
+
+    score = synthetic_score(args.notes)
+    with tempfile.TemporaryDirectory() as tmp:
+        ours, theirs = Path(tmp, "a.score"), Path(tmp, "b.csv")
+        save_score(score, ours)
+        frame = pd.read_csv(ours, comment="#")  # the same table, for pandas to write
+        loaded = {}
+        tasks = {
+            "hs save_score": lambda: save_score(score, ours, force=True),
+            "pandas to_csv": lambda: frame.to_csv(theirs, index=False),
+            "hs load_score": lambda: loaded.__setitem__("hs", load_score(ours)),
+            "pandas read_csv(comment='#')": lambda: loaded.__setitem__("pandas", pd.read_csv(ours, comment="#")),
+        }
+        seconds = {name: [] for name in tasks}
+        for i in range(args.runs):
+            for name, run in tasks.items():
+                start = time.perf_counter()
+                run()
+                seconds[name].append(time.perf_counter() - start)
+            print(f"  run {i + 1}/{args.runs}", file=sys.stderr, flush=True)
+        size = ours.stat().st_size
+        same = (dumps(loaded["hs"]) == ours.read_text()
+                and np.array_equal(loaded["pandas"]["time_ns"].to_numpy(), score.notes["time_ns"]))
+
+    med = {name: statistics.median(s) for name, s in seconds.items()}
+    lines = [
+        "# Score file", "",
+        f"`python benchmarks/bench_scorefile.py --notes {args.notes} --runs {args.runs}`: a {args.notes:,}-note "
+        f"synthetic score (tests/synthetic.py, seed 0), {size / 1e6:.1f} MB of CSV. Writers and readers take "
+        "turns in one process; median of the runs.", "",
+        *machine(["numpy", "pandas", "handshake-score"]), "",
+        "| task | runs | median s | notes/s | vs hs |", "|---|---:|---:|---:|---|",
+    ]
+    for name, m in med.items():
+        ref = med["hs save_score"] if "to_csv" in name or "save" in name else med["hs load_score"]
+        vs = "1x (itself)" if name.startswith("hs") else (f"hs is {m / ref:.1f}x faster" if m >= ref
+                                                             else f"hs is {ref / m:.1f}x slower")
+        lines.append(f"| {name} | {args.runs} | {m:.3f} | {args.notes / m:,.0f} | {vs} |")
+    lines += ["", f"- Loaded back identical (hs: same bytes when written again; pandas: same times): "
+              f"**{'yes' if same else 'NO'}**", ""]
+    text = "\n".join(lines)
+    print(text)
+    args.out.write_text(text)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
