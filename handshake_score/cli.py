@@ -48,8 +48,8 @@ def _root(
 
 @app.command()
 def score(
-    captures: Annotated[list[Path], typer.Argument(help="pcap or pcapng files: several make one score, merged in time order.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="The score file to write [default: scores/NAME.score, NAME from the first capture].", show_default=False)] = None,
+    captures: Annotated[list[Path], typer.Argument(metavar="CAPTURE...", help="pcap or pcapng files: several make one score, merged in time order.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="The score file to write (default: scores/NAME.score, NAME from the first capture).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing score or MIDI file.")] = False,
     no_write: Annotated[bool, typer.Option("--no-write", help="Only print the summary; write no score file.")] = False,
     midi: Annotated[Optional[Path], typer.Option("--midi", help="Also export the score as a MIDI file.", show_default=False)] = None,
@@ -170,7 +170,7 @@ def export(
     score_file: Annotated[Path, typer.Argument(metavar="SCORE", help="A score file (hs score writes them).", show_default=False)],
     out: Annotated[Path, typer.Argument(metavar="OUT.mid", help="The MIDI file to write.", show_default=False)],
     stretch: Annotated[float, typer.Option(help="Play N times slower (any N > 0).")] = 1.0,
-    orchestra: Annotated[Optional[Path], typer.Option("--orchestra", help="An orchestra TOML file [default: the score's own].", show_default=False)] = None,
+    orchestra: Annotated[Optional[Path], typer.Option("--orchestra", help="An orchestra TOML file (default: the score's own).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing MIDI file.")] = False,
 ):
     """Export a score as a type 1 MIDI file for musicians: a track per note kind, on the percussion channel."""
