@@ -108,6 +108,7 @@ def load_score(path: str | os.PathLike) -> Score:
     except OSError as e:
         problem = "no such file" if isinstance(e, FileNotFoundError) else (e.strerror or str(e))
         raise ScoreFileError(path, 0, problem) from None
+    data = data.removeprefix(b"\xef\xbb\xbf")  # the byte order mark a spreadsheet may add
     if not data.startswith(MAGIC.encode()):  # a capture, an image...: say so before trying to decode it
         return loads(data[:200].decode(errors="replace"), path)
     try:

@@ -224,7 +224,7 @@ def test_a_score_saved_by_a_spreadsheet_still_loads(tmp_path):
     quoted = "\r\n".join(",".join(f'"{f}"' for f in line.split(",")) if line[:1].isdigit() else line
                          for line in body.splitlines())
     path = tmp_path / "sheet.score"
-    path.write_text(head.replace("\n", "\r\n") + quoted + "\r\n", newline="")
+    path.write_text("\ufeff" + head.replace("\n", "\r\n") + quoted + "\r\n", newline="")  # with a BOM
     assert dumps(load_score(path)) == text
 
 
