@@ -23,7 +23,7 @@ import numpy as np
 from .errors import HandshakeScoreError
 from .files import atomic_write
 from .orchestra import Orchestra
-from .score import NO_DELAY, NOTE, Score, Source
+from .score import KIND_CODE, NO_DELAY, NOTE, OUTCOME_CODE, Score, Source
 from .tracker import Kind, Outcome
 
 FORMAT = 1
@@ -131,6 +131,7 @@ def loads(text: str, path: str = "<score>") -> Score:
         raise ScoreFileError(path, 1, f"score format {version!r} " + (
             f"is newer than this hs reads ({FORMAT}): upgrade handshake-score" if newer else "is unknown"))
     header: dict = {"source": []}
+    at: dict[str, int] = {}  # the line of each header key
     number = 1
     for number in range(2, len(lines) + 1):
         line = lines[number - 1].rstrip("\r")
@@ -148,7 +149,7 @@ def loads(text: str, path: str = "<score>") -> Score:
         elif key in header:
             raise ScoreFileError(path, number, f"{key}: given twice")
         else:
-            header[key] = value
+            header[key], at[key] = value, number
     else:
         raise ScoreFileError(path, len(lines), "no column line: the file ends inside its header")
     for key in ("tool", "start_ns", "options", "orchestra"):
@@ -159,13 +160,13 @@ def loads(text: str, path: str = "<score>") -> Score:
     sources = [_source(path, n, i, v) for i, (n, v) in enumerate(header["source"], 1)]
     start_ns = header["start_ns"]
     if not isinstance(start_ns, int) or isinstance(start_ns, bool):
-        raise ScoreFileError(path, 3, "start_ns: not an integer")
+        raise ScoreFileError(path, at["start_ns"], "start_ns: not an integer")
     if not isinstance(header["options"], dict):
-        raise ScoreFileError(path, number, "options: not a JSON object")
+        raise ScoreFileError(path, at["options"], "options: not a JSON object")
     try:
         orchestra = Orchestra.from_dict(header["orchestra"])
     except HandshakeScoreError as e:
-        raise ScoreFileError(path, number, f"orchestra: {e}") from None
+        raise ScoreFileError(path, at["orchestra"], f"orchestra: {e}") from None
     notes, hosts = _notes(path, number, lines[number:], len(sources))
     return Score(notes, hosts, sources, start_ns, header["options"], orchestra, str(header["tool"]))
 
@@ -182,8 +183,6 @@ def _source(path: str, line: int, n: int, v) -> Source:
         raise ScoreFileError(path, line, f"source: {e}") from None
 
 
-_KIND = {k: i for i, k in enumerate(Kind.ALL)}
-_OUTCOME = {o: i for i, o in enumerate(Outcome.ALL)}
 _LIMITS = {"attempt": (1, 0xFFFFFFFF), "client_port": (0, 0xFFFF), "server_port": (0, 0xFFFF), "time_ns": (0, None)}
 
 
@@ -252,11 +251,11 @@ def _columns(cols: list, n_sources: int) -> tuple[np.ndarray, list[str]]:
     for name in ("syn_to_syn_ack_ns", "syn_ack_to_ack_ns"):
         notes[name] = _int_column(name, cols[COLUMNS.index(name)], missing_ok=True)
     try:
-        notes["kind"] = [_KIND[k] for k in cols[1]]
+        notes["kind"] = [KIND_CODE[k] for k in cols[1]]
     except KeyError as e:
         raise ValueError(f"kind: unknown note kind {e.args[0]!r}") from None
     try:
-        notes["outcome"] = [_OUTCOME[o] for o in cols[7]]
+        notes["outcome"] = [OUTCOME_CODE[o] for o in cols[7]]
     except KeyError as e:
         raise ValueError(f"outcome: unknown outcome {e.args[0]!r}") from None
     source = _int_column("source", cols[10])

@@ -165,6 +165,9 @@ DAMAGED = [
     ("newer format", lambda: good_text().replace("format 1", "format 7", 1), 1, "newer than this hs reads"),
     ("bad header JSON", lambda: edit_line(2, lambda s: '# tool: "hs\n'), 2, "tool: not valid JSON"),
     ("unknown header", lambda: edit_line(2, lambda s: "# colour: 1\n"), 2, "unknown header line"),
+    ("start_ns not a number", lambda: edit_line(3, lambda s: '# start_ns: "soon"\n'), 3, "start_ns: not an integer"),
+    ("a bad orchestra", lambda: edit_line(header_lines() - 1, lambda s: s.replace('"note":76', '"note":760')), "H-1",
+     r"orchestra: \[syn\] note: 760 is outside 0-127"),
     ("no column line", lambda: "".join(good_text().splitlines(keepends=True)[: header_lines() - 1]), None, "ends inside its header"),
     ("wrong columns", lambda: edit_line(header_lines(), lambda s: s.replace("kind", "type")), "H", "column line should be"),
     ("a field missing", lambda: edit_line(header_lines() + 3, lambda s: s.rsplit(",", 1)[0] + "\n"), "H+3", "10 fields, expected 11"),
@@ -196,8 +199,8 @@ def test_a_damaged_or_foreign_score_is_one_line_naming_file_and_line(what, make,
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     n_lines = len(path.read_bytes().splitlines())
     expected = {None: n_lines, "L": n_lines, "H": header_lines()}.get(line, line)
-    if isinstance(line, str) and line.startswith("H+"):
-        expected = header_lines() + int(line[2:])
+    if isinstance(line, str) and line[:2] in ("H+", "H-"):
+        expected = header_lines() + int(line[1:])
     with pytest.raises(ScoreFileError) as caught:
         load_score(path)
     assert caught.value.line == expected, str(caught.value)
