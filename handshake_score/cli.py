@@ -22,7 +22,7 @@ app = typer.Typer(
     name="hs",
     help="Listen to the TCP three-way handshake: capture traffic, score its handshakes, perform them.\n\n"
     "Typical use: [cyan]hs capture[/cyan], then [cyan]hs score[/cyan], then [cyan]hs play --stretch 10[/cyan] "
-    "([cyan]capture[/cyan] and [cyan]play[/cyan] are not built yet).",
+    "([cyan]play[/cyan] is not built yet).",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
@@ -48,7 +48,7 @@ def _root(
 
 @app.command()
 def score(
-    captures: Annotated[list[Path], typer.Argument(metavar="CAPTURE...", help="pcap or pcapng files: several make one score, merged in time order.", show_default=False)],
+    captures: Annotated[list[Path], typer.Argument(metavar="CAPTURE...", help="pcap or pcapng files: several make one score, merged in time order; a ring buffer's base name (hs capture --ring) stands for its files.", show_default=False)],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="The score file to write (default: scores/NAME.score, NAME from the first capture).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing score or MIDI file.")] = False,
     no_write: Annotated[bool, typer.Option("--no-write", help="Only print the summary; write no score file.")] = False,
@@ -74,8 +74,11 @@ def score(
 
     if key is not None and not anonymize:
         raise HandshakeScoreError("--key is the key of --anonymize: give --anonymize too")
-    if not no_write and output is None:
+    from .sources.ring import expand
+
+    if not no_write and output is None:  # named after what was given (a ring's base name, say)
         output = Path("scores") / (_default_name(captures) + ".score")
+    captures = expand(captures)  # a ring buffer's base name stands for its files
     if no_write:
         output = None
     if midi is not None:
@@ -131,6 +134,68 @@ def score(
         print(_report(summary))
         for what, path in written.items():
             print(f"{what:<11} {path} ({len(result):,} notes, {result.attempts():,} attempts)")
+
+
+@app.command()
+def capture(
+    interface: Annotated[Optional[str], typer.Option("-i", "--interface", metavar="IFACE", help="The interface to capture on, by name or number (default: the first that is not a loopback; see --list).", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FILE", help="The pcapng file to write (default: captures/IFACE-TIME.pcapng, the time in UTC); with --ring, the ring's base name.", show_default=False)] = None,
+    duration: Annotated[Optional[float], typer.Option("--duration", metavar="S", help="Stop after S seconds.", show_default=False)] = None,
+    packets: Annotated[Optional[int], typer.Option("--packets", metavar="N", help="Stop after N packets.", show_default=False)] = None,
+    bpf: Annotated[str, typer.Option("-f", "--filter", metavar="BPF", help="The capture filter (libpcap syntax) in place of the default, tcp; \"\" keeps everything.", show_default=False)] = "tcp",
+    snaplen: Annotated[Optional[int], typer.Option("--snaplen", metavar="N", help="Keep the first N bytes of each packet (default: 128, the headers).", show_default=False)] = None,
+    full: Annotated[bool, typer.Option("--full", help="Keep whole packets, payloads too.")] = False,
+    ring: Annotated[Optional[str], typer.Option("--ring", metavar="SIZE:FILES", help="A ring buffer: a new file every SIZE, the oldest deleted past FILES (100MB:10); hs score takes the base name or the files.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing capture (or ring of that name).")] = False,
+    show_list: Annotated[bool, typer.Option("--list", help="List the interfaces with their descriptions and exit.")] = False,
+):
+    """Record traffic into captures/ as pcapng, ready for hs score: TCP only, headers only, unless asked.
+
+    Runs Wireshark's dumpcap. Shows packets and handshakes as they come; Ctrl-C or SIGTERM ends it cleanly (the file closed whole) and prints a summary."""
+    from contextlib import ExitStack
+
+    from . import capture as engine
+
+    if show_list:
+        print(engine.interfaces_table(engine.list_interfaces()))
+        return
+    if duration is not None and packets is not None:
+        raise HandshakeScoreError("give --duration or --packets, not both")
+    if full and snaplen is not None:
+        raise HandshakeScoreError("give --snaplen or --full, not both")
+    options = engine.CaptureOptions(interface, output, duration, packets, bpf,
+                                    0 if full else engine.DEFAULT_SNAPLEN if snaplen is None else snaplen,
+                                    ring, force)
+    shown = {"live": None, "at": 0.0}
+
+    def started(result):
+        print(engine.describe_start(result), file=sys.stderr, flush=True)
+        if sys.stderr.isatty():
+            from rich.live import Live
+
+            shown["live"] = stack.enter_context(Live("", console=_stderr_console(), transient=True,
+                                                     refresh_per_second=4))
+
+    def progress(status):
+        if shown["live"] is not None:
+            from rich.text import Text
+
+            shown["live"].update(Text(engine.status_line(status)))
+        elif status.elapsed_s - shown["at"] >= 30:  # a log, not a terminal: a line now and then
+            shown["at"] = status.elapsed_s
+            print(engine.status_line(status), file=sys.stderr, flush=True)
+
+    failed = None
+    try:
+        with ExitStack() as stack:
+            result = engine.record(options, on_start=started, on_progress=progress)
+    except engine.CaptureFailed as e:
+        failed, result = e, e.result
+    for line in engine.warnings_for(result):
+        print(f"hs: warning: {line}", file=sys.stderr)
+    print(engine.report(result))
+    if failed is not None:
+        raise failed
 
 
 def _shaped(score, host, port, start, end, kinds, anonymize: bool, key):
