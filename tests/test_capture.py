@@ -393,7 +393,7 @@ def test_no_permission_for_real(dumpcap):
         if r.returncode == 0:
             pytest.skip("this user may capture (dumpcap has the capabilities): no refusal to see")
         if "hs: error:" not in r.stderr:
-            pytest.skip(f"hs does not run as an unprivileged user here: {r.stderr.strip()[-200:]}")
+            missing(f"hs does not run as an unprivileged user here: {r.stderr.strip()[-200:]}")
         line = one_error_line(r)
         assert line.startswith("hs: error: no permission to capture on lo: add your user to the wireshark group")
         assert f"sudo setcap cap_net_raw,cap_net_admin=eip {dumpcap}" in line
@@ -411,7 +411,7 @@ def test_disk_full_keeps_what_was_captured(dumpcap, tshark, tmp_path):
     disk.mkdir()
     mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", disk], capture_output=True, text=True)
     if mount.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mount.stderr.strip()}")
+        missing(f"cannot mount a small tmpfs here (needs root): {mount.stderr.strip()}")
     try:
         path = disk / "full.pcapng"
         with Server(V4) as server:
