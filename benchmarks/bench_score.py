@@ -238,7 +238,8 @@ def verdicts(hs_row: dict | None, sweep: list[dict], startup: dict | None) -> li
 
 def report(args, path, truth, rows, sweep, hs_row, startup, code: tuple[str, str]) -> str:
     hs_pps = hs_row["pps"] if hs_row else None
-    changed = [] if code[0] == code[1] else [f"- **hs's code changed during the run**: {code[1]} at the end. "
+    same_code = code[0].rsplit("digest", 1)[-1] == code[1].rsplit("digest", 1)[-1]  # a commit of other files is no change
+    changed = [] if same_code else [f"- **hs's code changed during the run**: {code[1]} at the end. "
                                              "Run again for figures of one version.", ""]
     n = truth["notes"]
     lines = [
