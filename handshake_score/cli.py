@@ -71,16 +71,15 @@ def score(
 
     Prints a summary: attempts by outcome, notes by kind, median delays."""
     from .files import check_writable
+    from .sources.ring import expand
 
     if key is not None and not anonymize:
         raise HandshakeScoreError("--key is the key of --anonymize: give --anonymize too")
-    from .sources.ring import expand
-
-    if not no_write and output is None:  # named after what was given (a ring's base name, say)
-        output = Path("scores") / (_default_name(captures) + ".score")
-    captures = expand(captures)  # a ring buffer's base name stands for its files
     if no_write:
         output = None
+    elif output is None:  # named after what was given (a ring's base name, say)
+        output = Path("scores") / (_default_name(captures) + ".score")
+    captures = expand(captures)  # a ring buffer's base name stands for its files
     if midi is not None:
         from .midi import checked_stretch
 
