@@ -510,3 +510,32 @@ def test_ring_expand_orders_by_sequence_number(tmp_path):
     assert expand([tmp_path / "other.pcapng", tmp_path / "none.pcapng"]) == [tmp_path / "other.pcapng",
                                                                               tmp_path / "none.pcapng"]
     assert [p.name for p in expand([tmp_path / "g2.pcapng"])] == ["g2_00001_20261124043512.pcapng"]
+
+
+@pytest.mark.capture
+def test_kill_9_of_hs_stops_dumpcap_cleanly(dumpcap, tshark, tmp_path):
+    """hs killed with no chance to clean up: the kernel tells dumpcap (PR_SET_PDEATHSIG,
+    SIGINT), which closes its file and ends, instead of capturing on unwatched. (Not for a
+    dumpcap with file capabilities: exec clears it there, as docs/capturing.md says.)"""
+    caps = subprocess.run(["getcap", dumpcap], capture_output=True, text=True).stdout if shutil.which("getcap") else ""
+    if "cap_net" in caps:
+        pytest.skip("this dumpcap has file capabilities: the kernel drops the parent-death signal for it")
+    path = tmp_path / "orphan.pcapng"
+    with Server(V4) as server:
+        run = Hs(["-i", "lo", "-o", path, "-f", port_filter(server.port)], tmp_path / "logs")
+        run.wait_capturing()
+        pids = [pid for pid, _, comm in children(run.proc.pid) if comm == "dumpcap"]
+        assert len(pids) == 1
+        complete(V4, server.port, 3)
+        time.sleep(0.5)
+        run.proc.kill()
+        run.proc.wait()
+        for _ in range(100):  # dumpcap ends by itself within a moment
+            if subprocess.run(["ps", "-p", str(pids[0])], capture_output=True).returncode == 1:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"dumpcap {pids[0]} is still running after hs was killed")
+    reader = CaptureReader(path)  # renamed from its temporary name once dumpcap was capturing
+    packets = sum(b.packets for b in reader.batches())
+    assert reader.truncated_at is None and packets == tshark_frames(tshark, path) >= 9

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import secrets
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -203,7 +205,7 @@ class _Run:
             raise HandshakeScoreError(f"{folder}: cannot create the folder: {e.strerror or e}") from None
         try:
             proc = subprocess.Popen(plan.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, env=c_locale())
+                                    stderr=subprocess.PIPE, env=c_locale(), preexec_fn=_stop_with_parent(os.getpid()))
         except PermissionError:  # not in the group that may run it (Debian's setuid-less setup)
             _remove_folder(folder, made_folder)
             raise HandshakeScoreError(no_permission(plan.interface, plan.dumpcap)) from None
@@ -372,6 +374,23 @@ class _Run:
             raise CaptureFailed(f"{reason}; the {result.packets:,} packets captured before it are kept "
                                 f"in {where}", result)
         return result
+
+
+def _stop_with_parent(parent: int):
+    """What dumpcap's process runs before dumpcap starts: should hs die without stopping it
+    (``kill -9``), the kernel sends dumpcap SIGINT, its clean stop, so no capture runs on
+    unwatched. Linux only; exec clears it for a dumpcap with file capabilities (the
+    non-root setup), where ``kill -9`` of hs still leaves dumpcap capturing."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def set_parent_death_signal() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # hs died before that took effect
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return set_parent_death_signal
 
 
 def _remove_folder(folder: Path, made: bool) -> None:
