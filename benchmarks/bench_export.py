@@ -28,7 +28,7 @@ import mido
 import numpy as np
 import symusic
 
-from machine import machine  # benchmarks/machine.py
+from machine import machine, publish  # benchmarks/machine.py
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -160,10 +160,7 @@ def main(argv=None) -> int:
     target = "met" if hs < 2 else "NOT met"
     lines += ["", f"- Target: {args.notes:,} notes well under 2 s: **{target}** (median {hs:.3f} s; "
               f"runs {', '.join(f'{s:.3f}' for s in seconds['hs'])}).", ""]
-    text = "\n".join(lines)
-    print(text)
-    args.out.write_text(text)
-    print(f"wrote {args.out}", file=sys.stderr)
+    text = publish(lines, args.out)
     return 0 if "MISMATCH" not in text else 1
 
 

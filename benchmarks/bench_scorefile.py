@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from machine import machine  # benchmarks/machine.py
+from machine import machine, publish  # benchmarks/machine.py
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -76,10 +76,7 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {args.runs} | {m:.3f} | {args.notes / m:,.0f} | {vs} |")
     lines += ["", f"- Loaded back identical (hs: same bytes when written again; pandas: same times): "
               f"**{'yes' if same else 'NO'}**", ""]
-    text = "\n".join(lines)
-    print(text)
-    args.out.write_text(text)
-    print(f"wrote {args.out}", file=sys.stderr)
+    publish(lines, args.out)
     return 0 if same else 1
 
 

@@ -1,4 +1,5 @@
-"""The lines every benchmark result starts with: when, on what, with which versions."""
+"""What every benchmark result shares: the lines on when, on what and with which versions it
+ran, and how it is printed and saved."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import datetime
 import os
 import platform
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -40,3 +42,12 @@ def machine(packages: list[str], tools: list[list[str]] = ()) -> list[str]:
     if tools:
         lines.append("- " + "; ".join(first_line(t) for t in tools))
     return lines
+
+
+def publish(lines: list[str], out: Path) -> str:
+    """Print the result and write it to ``out`` (the committed results file)."""
+    text = "\n".join(lines)
+    print(text)
+    out.write_text(text)
+    print(f"wrote {out}", file=sys.stderr)
+    return text
