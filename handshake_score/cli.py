@@ -250,6 +250,34 @@ def export(
     print(f"wrote {out} ({len(loaded):,} notes, stretch {stretch:g})")
 
 
+@app.command()
+def render(
+    score_file: Annotated[Path, typer.Argument(metavar="SCORE", help="A score file (hs score writes them).", show_default=False)],
+    out: Annotated[Path, typer.Option("-o", "--output", metavar="OUT.wav", help="The WAV file to write.", show_default=False)],
+    stretch: Annotated[float, typer.Option(help="Play N times slower (any N > 0).")] = 1.0,
+    max_gap: Annotated[Optional[float], typer.Option("--max-gap", metavar="S", help="After stretching, shorten every silence longer than S seconds to S.", show_default=False)] = None,
+    orchestra: Annotated[Optional[Path], typer.Option("--orchestra", help="An orchestra TOML file (default: the score's own).", show_default=False)] = None,
+    mono: Annotated[bool, typer.Option("--mono", help="One channel (default: stereo, each client host at a place of its own).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing WAV file.")] = False,
+):
+    """Hear a score without hardware: synthesised percussion (woodblock, tin drum, click, noise) as a WAV file."""
+    from .files import check_writable
+    from .midi import checked_stretch
+    from .orchestra import load_orchestra
+    from .render import checked_max_gap, render_wav
+    from .scorefile import load_score
+
+    checked_stretch(stretch)
+    checked_max_gap(max_gap)
+    check_writable(out, force)
+    band = load_orchestra(orchestra) if orchestra else None
+    loaded = load_score(score_file)
+    with _progress_bar("rendering", enabled=len(loaded) > 0) as advance:
+        frames = render_wav(loaded, out, stretch=stretch, max_gap=max_gap, orchestra=band, stereo=not mono,
+                            force=force, on_progress=advance)
+    print(f"wrote {out} ({len(loaded):,} notes, {frames / 44100:.1f} s of audio, stretch {stretch:g})")
+
+
 @app.command(name="orchestra")
 def orchestra_cmd(
     show: Annotated[bool, typer.Option("--show", help="Print the orchestra as TOML (the default action).")] = True,
@@ -262,20 +290,34 @@ def orchestra_cmd(
 
 
 def _progress(total: int):
-    """A progress bar on stderr for large captures read from a terminal; else nothing."""
+    """A progress bar on stderr for large captures read from a terminal; else nothing.
+    Yields ``advance(bytes_done)`` or None."""
     from contextlib import contextmanager
 
     @contextmanager
     def bar():
-        if total < PROGRESS_FROM or not sys.stderr.isatty():
+        with _progress_bar("scoring", total >= PROGRESS_FROM, in_bytes=True) as update:
+            yield None if update is None else (lambda done: update(done, total))
+
+    return bar()
+
+
+def _progress_bar(description: str, enabled: bool = True, in_bytes: bool = False):
+    """A transient progress bar on stderr when it is a terminal; yields ``update(done, total)``,
+    or None when there is no bar to draw."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def bar():
+        if not enabled or not sys.stderr.isatty():
             yield None
             return
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+        with Progress("[progress.description]{task.description}", BarColumn(), *([DownloadColumn()] if in_bytes else []),
                       TimeRemainingColumn(), console=_stderr_console(), transient=True) as p:
-            task = p.add_task("scoring", total=total)
-            yield lambda done: p.update(task, completed=done)
+            task = p.add_task(description, total=None)
+            yield lambda done, total: p.update(task, completed=done, total=total)
 
     return bar()
 

@@ -14,6 +14,7 @@ python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 # the tests play our MIDI files through a real synthesizer with a General MIDI soundfont
 command -v fluidsynth >/dev/null || missing+=(fluidsynth)
 [ -e /usr/share/sounds/sf2/TimGM6mb.sf2 ] || missing+=(timgm6mb-soundfont)
+command -v soxi >/dev/null || missing+=(sox)  # an independent reader of the WAV files hs render writes
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   # dumpcap asks whether non-root users may capture; answer "no" here (the README says how to allow it)
