@@ -81,7 +81,7 @@ def score(
         output = Path("scores") / (_default_name(captures) + ".score")
     captures = expand(captures)  # a ring buffer's base name stands for its files
     if midi is not None:
-        from .midi import checked_stretch
+        from .timing import checked_stretch
 
         checked_stretch(stretch)
         if output is not None and midi.resolve() == output.resolve():
@@ -239,9 +239,10 @@ def export(
 ):
     """Export a score as a type 1 MIDI file for musicians: a track per note kind, on the percussion channel."""
     from .files import check_writable
-    from .midi import checked_stretch, export_midi
+    from .midi import export_midi
     from .orchestra import load_orchestra
     from .scorefile import load_score
+    from .timing import checked_stretch
 
     checked_stretch(stretch)
     check_writable(out, force)
@@ -262,10 +263,10 @@ def render(
 ):
     """Hear a score without hardware: synthesised percussion (woodblock, tin drum, click, noise) as a WAV file."""
     from .files import check_writable
-    from .midi import checked_stretch
     from .orchestra import load_orchestra
-    from .render import checked_max_gap, render_wav
+    from .render import render_wav
     from .scorefile import load_score
+    from .timing import checked_max_gap, checked_stretch
 
     checked_stretch(stretch)
     checked_max_gap(max_gap)

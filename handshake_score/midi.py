@@ -23,7 +23,6 @@ Why these choices (``docs/midi-export.md`` has the whole layout):
 from __future__ import annotations
 
 import gc
-import math
 import os
 from contextlib import contextmanager
 
@@ -34,6 +33,7 @@ from .errors import HandshakeScoreError
 from .files import atomic_write, check_writable
 from .orchestra import Instrument, Orchestra
 from .score import Score
+from .timing import checked_stretch
 from .tracker import Kind
 
 TEMPO = 500_000                     # microseconds a beat
@@ -120,18 +120,6 @@ def _collector_paused():
     finally:
         if was:
             gc.enable()
-
-
-def checked_stretch(stretch) -> float:
-    """``stretch`` as a float, or a :class:`HandshakeScoreError` unless it is a finite number
-    above 0. :func:`to_midi` checks it; a command can call this before its long work."""
-    try:
-        value = float(stretch)
-    except (TypeError, ValueError):
-        value = math.nan
-    if isinstance(stretch, bool) or not (value > 0 and math.isfinite(value)):
-        raise HandshakeScoreError(f"stretch must be a number above 0 (10 plays ten times slower), not {stretch!r}")
-    return value
 
 
 def _checked_instrument(orchestra: Orchestra, kind: str) -> Instrument:

@@ -7,7 +7,7 @@ Why these choices (``docs/render.md`` says more):
   loudest on sample 0: the onset of a note is its time, to the sample.
 - Time: a note sounds at ``round(output_time * rate / 1e9)``, where the output
   time is the score time times ``stretch``, with every silence longer than
-  ``max_gap`` shortened to it (:func:`output_times_ns`, the rule ``hs play``
+  ``max_gap`` shortened to it (:func:`~.timing.output_times_ns`, the rule ``hs play``
   shares). Integer nanoseconds, absolute times: rounding never accumulates.
 - Streaming: the WAV's length is known before the first sample, so its header
   is written first and the audio follows block by block (65,536 frames),
@@ -34,9 +34,9 @@ import numpy as np
 
 from .errors import HandshakeScoreError
 from .files import atomic_write, check_writable
-from .midi import checked_stretch
 from .orchestra import TIMBRES, Orchestra
 from .score import Score
+from .timing import checked_max_gap, checked_stretch, output_times_ns
 from .tracker import Kind
 
 RATE = 44_100
@@ -52,47 +52,6 @@ ProgressFn = Callable[[int, int], None]
 
 
 # --- timing ---------------------------------------------------------------------------------------------
-
-def checked_max_gap(max_gap) -> float | None:
-    """``max_gap`` (seconds) as a float, None for none, or a :class:`HandshakeScoreError`
-    unless it is a finite number above 0."""
-    if max_gap is None:
-        return None
-    try:
-        value = float(max_gap)
-    except (TypeError, ValueError):
-        value = math.nan
-    if isinstance(max_gap, bool) or not (value > 0 and math.isfinite(value)):
-        raise HandshakeScoreError(f"max-gap must be a number of seconds above 0, not {max_gap!r}")
-    return value
-
-
-def output_times_ns(score_times_ns, stretch: float, max_gap: float | None = None) -> np.ndarray:
-    """When each note sounds (int64 ns since the output's start), from its score time.
-
-    The score time times ``stretch``; then, with ``max_gap`` (seconds of output time),
-    every silence longer than it (from time 0 to the first note, and between two
-    consecutive notes) is shortened to ``max_gap``. The notes need not be in time
-    order; each keeps its place in the array. Exact integer arithmetic after one
-    rounding per note, so nothing drifts over a long score.
-    """
-    stretch = checked_stretch(stretch)
-    max_gap = checked_max_gap(max_gap)
-    t = np.asarray(score_times_ns, dtype=np.int64)
-    if t.ndim != 1:
-        raise HandshakeScoreError("score times must be a one-dimensional array")
-    if len(t) and t.min() < 0:
-        raise HandshakeScoreError("the score has notes before its start (time < 0): they cannot be placed")
-    out = np.rint(t * stretch).astype(np.int64)
-    if max_gap is None or not len(t):
-        return out
-    order = np.argsort(out, kind="stable")
-    gaps = np.diff(out[order], prepend=0)
-    np.minimum(gaps, round(max_gap * 1e9), out=gaps)
-    result = np.empty_like(out)
-    result[order] = np.cumsum(gaps)
-    return result
-
 
 def sample_indices(output_ns: np.ndarray, rate: int) -> np.ndarray:
     """The sample at which each output time falls: ``round(t * rate / 1e9)``."""

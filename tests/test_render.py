@@ -27,7 +27,8 @@ from conftest import CORPUS
 from handshake_score.errors import HandshakeScoreError
 from handshake_score.files import OutputExistsError
 from handshake_score.orchestra import DEFAULT, Instrument, Orchestra
-from handshake_score.render import output_times_ns, pan_position, render_wav
+from handshake_score.render import pan_position, render_wav
+from handshake_score.timing import output_times_ns
 from handshake_score.score import NOTE, Score, compose
 from handshake_score.tracker import Kind
 from synthetic import synthetic_score

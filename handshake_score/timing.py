@@ -1,0 +1,64 @@
+"""Output time: when each note of a score sounds, for every performer alike.
+
+A score's notes are in integer nanoseconds since its start. Played, exported
+or rendered, a note sounds at its score time times ``stretch`` (10: ten times
+slower), and with ``max_gap`` every silence longer than that many seconds
+(after stretching) is shortened to it, so a sparse hour does not take ten.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import HandshakeScoreError
+
+
+def _above_zero(value, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not (number > 0 and math.isfinite(number)):
+        raise HandshakeScoreError(f"{what}, not {value!r}")
+    return number
+
+
+def checked_stretch(stretch) -> float:
+    """``stretch`` as a float, or a :class:`HandshakeScoreError` unless it is a finite number
+    above 0. A command can call this before its long work."""
+    return _above_zero(stretch, "stretch must be a number above 0 (10 plays ten times slower)")
+
+
+def checked_max_gap(max_gap) -> float | None:
+    """``max_gap`` (seconds) as a float, None for none, or a :class:`HandshakeScoreError`
+    unless it is a finite number above 0."""
+    return None if max_gap is None else _above_zero(max_gap, "max-gap must be a number of seconds above 0")
+
+
+def output_times_ns(score_times_ns, stretch: float, max_gap: float | None = None) -> np.ndarray:
+    """When each note sounds (int64 ns since the output's start), from its score time.
+
+    The score time times ``stretch``; then, with ``max_gap`` (seconds of output time),
+    every silence longer than it (from time 0 to the first note, and between two
+    consecutive notes) is shortened to ``max_gap``. The notes need not be in time
+    order; each keeps its place in the array. Exact integer arithmetic after one
+    rounding per note, so nothing drifts over a long score.
+    """
+    stretch = checked_stretch(stretch)
+    max_gap = checked_max_gap(max_gap)
+    t = np.asarray(score_times_ns, dtype=np.int64)
+    if t.ndim != 1:
+        raise HandshakeScoreError("score times must be a one-dimensional array")
+    if len(t) and t.min() < 0:
+        raise HandshakeScoreError("the score has notes before its start (time < 0): they cannot be placed")
+    out = np.rint(t * stretch).astype(np.int64)
+    if max_gap is None or not len(t):
+        return out
+    order = np.argsort(out, kind="stable")
+    gaps = np.diff(out[order], prepend=0)
+    np.minimum(gaps, round(max_gap * 1e9), out=gaps)
+    result = np.empty_like(out)
+    result[order] = np.cumsum(gaps)
+    return result
