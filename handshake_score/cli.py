@@ -279,6 +279,25 @@ def render(
     print(f"wrote {out} ({len(loaded):,} notes, {frames / 44100:.1f} s of audio, stretch {stretch:g})")
 
 
+@app.command()
+def plot(
+    score_file: Annotated[Path, typer.Argument(metavar="SCORE", help="A score file (hs score writes them).", show_default=False)],
+    out: Annotated[Path, typer.Option("-o", "--output", metavar="OUT.png", help="The PNG file to write.", show_default=False)],
+    view: Annotated[str, typer.Option(help="sequence (arrows between client and server), density (notes and delays over time), or auto: sequence up to 40 handshakes.")] = "auto",
+    title: Annotated[Optional[str], typer.Option(help="The picture's title (default: the captures' names).", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing PNG file.")] = False,
+):
+    """See a score: a sequence diagram of its handshakes for a few, their density and delays for many."""
+    from .files import check_writable
+    from .plot import plot_png
+    from .scorefile import load_score
+
+    check_writable(out, force)
+    loaded = load_score(score_file)
+    chosen = plot_png(loaded, out, view=view, force=force, title=title)
+    print(f"wrote {out} ({chosen} view of {loaded.attempts():,} handshakes)")
+
+
 @app.command(name="orchestra")
 def orchestra_cmd(
     show: Annotated[bool, typer.Option("--show", help="Print the orchestra as TOML (the default action).")] = True,

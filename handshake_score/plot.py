@@ -1,0 +1,396 @@
+"""Plotting: a score as a PNG picture, for a lesson or a report.
+
+Two views (``docs/plot.md`` says more):
+
+- **sequence** (short scores, up to :data:`AUTO_SEQUENCE_ATTEMPTS` attempts): the
+  handshakes as a sequence diagram, time going down, clients on the left and
+  servers on the right, one arrow per note in its direction, coloured by the
+  attempt's outcome, retries dashed, resets marked with a cross.
+- **density** (long scores): notes per kind over time (about :data:`BINS` bins),
+  handshakes per outcome over time, and histograms of the two delays.
+
+Why these choices:
+
+- Time in the sequence view is *ordinal*: each note has its own row, in time
+  order, and the real time since the score's start is the row's label. On
+  loopback the three notes of a handshake are microseconds apart while attempts
+  are milliseconds or seconds apart: no linear axis shows both. Where the gap
+  between two rows is much longer than usual, a dotted break line says how long
+  it was; each answer's arrow states the real delay (``SYN->SYN-ACK 12.2 us``).
+- The density view is vectorised: a handful of artists (stairs, one stacked
+  fill per outcome, two histograms) whatever the number of notes, so 100,000
+  handshakes take about as long as 100.
+- matplotlib is imported inside :func:`plot_png` (it takes a while to import;
+  ``hs score`` does not need it), drawn on a ``Figure`` with the Agg canvas (no
+  pyplot state, no display), and written through :func:`~.files.atomic_write`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .errors import HandshakeScoreError
+from .files import atomic_write, check_writable
+from .score import NO_DELAY, Score
+from .tracker import Kind, Outcome
+
+VIEWS = ("auto", "sequence", "density")
+AUTO_SEQUENCE_ATTEMPTS = 40     # "auto": the sequence view up to this many attempts
+MAX_SEQUENCE_ATTEMPTS = 200     # a sequence view asked for explicitly: at most this many
+BINS = 200                      # the density view's time bins
+DELAY_BINS = 60
+DPI = 100
+
+# colours by outcome (what a teacher names them: green went through, red refused, ...)
+OUTCOME_COLOURS = {
+    Outcome.COMPLETE: "#1a9e3a",    # green
+    Outcome.REFUSED: "#d62728",     # red
+    Outcome.UNANSWERED: "#7f7f7f",  # grey
+    Outcome.INCOMPLETE: "#ff8c00",  # orange
+}
+# colours by kind (the density view's top panel): blues for the client, purples for the server
+KIND_COLOURS = {
+    Kind.SYN: "#1f5fb4", Kind.SYN_RETRY: "#6fa8dc", Kind.SYN_ACK: "#7b3fa0",
+    Kind.SYN_ACK_RETRY: "#c39bd3", Kind.ACK: "#0f9fb0", Kind.RST: "#8b1a1a",
+}
+KIND_LABELS = {
+    Kind.SYN: "SYN", Kind.SYN_RETRY: "SYN (retry)", Kind.SYN_ACK: "SYN-ACK",
+    Kind.SYN_ACK_RETRY: "SYN-ACK (retry)", Kind.ACK: "ACK", Kind.RST: "RST",
+}
+_SYN, _SYN_RETRY, _SYN_ACK, _SYN_ACK_RETRY, _ACK, _RST = (Kind.ALL.index(k) for k in (
+    Kind.SYN, Kind.SYN_RETRY, Kind.SYN_ACK, Kind.SYN_ACK_RETRY, Kind.ACK, Kind.RST))
+_REFUSED = Outcome.ALL.index(Outcome.REFUSED)
+_UNANSWERED = Outcome.ALL.index(Outcome.UNANSWERED)
+
+
+# --- formatting -----------------------------------------------------------------------------------------
+
+def format_duration(ns: int | float) -> str:
+    """A duration as people read it: ``850 ns``, ``12.2 µs``, ``3.41 ms``, ``1.20 s``."""
+    ns = float(ns)
+    if abs(ns) < 1e3:
+        return f"{ns:.0f} ns"
+    if abs(ns) < 1e6:
+        return f"{ns / 1e3:.1f} µs"
+    if abs(ns) < 1e9:
+        return f"{ns / 1e6:.2f} ms"
+    if abs(ns) < 600e9:
+        return f"{ns / 1e9:.2f} s"
+    return f"{ns / 60e9:.1f} min"
+
+
+def _time_unit(span_ns: float) -> tuple[str, float]:
+    """The unit for times since the start, and ns per unit."""
+    if span_ns < 2e9:
+        return "ms", 1e6
+    if span_ns < 600e9:
+        return "s", 1e9
+    return "min", 60e9
+
+
+def _endpoint(score: Score, host: int, port: int) -> str:
+    h = score.hosts[host] if 0 <= host < len(score.hosts) else f"host {host}"
+    return f"[{h}]:{port}" if ":" in h else f"{h}:{port}"
+
+
+def _attempt_outcomes(notes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each attempt's first note (index into ``notes``) and outcome code."""
+    _, first = np.unique(notes["attempt"], return_index=True)
+    return first, notes["outcome"][first].astype(np.intp)
+
+
+def outcome_counts(score: Score) -> dict[str, int]:
+    """Attempts per outcome."""
+    if not len(score.notes):
+        return {o: 0 for o in Outcome.ALL}
+    _, outcome = _attempt_outcomes(score.notes)
+    counts = np.bincount(outcome, minlength=len(Outcome.ALL))
+    return {o: int(counts[i]) for i, o in enumerate(Outcome.ALL)}
+
+
+# --- the entry point ------------------------------------------------------------------------------------
+
+def choose_view(score: Score, view: str = "auto") -> str:
+    """The view ``view`` stands for with this score: "sequence" or "density"."""
+    if view not in VIEWS:
+        raise HandshakeScoreError(f"unknown view {view!r} (the views are {', '.join(VIEWS)})")
+    attempts = score.attempts() if len(score.notes) else 0
+    if view == "auto":
+        return "sequence" if attempts <= AUTO_SEQUENCE_ATTEMPTS else "density"
+    if view == "sequence" and attempts > MAX_SEQUENCE_ATTEMPTS:
+        raise HandshakeScoreError(f"the sequence view shows at most {MAX_SEQUENCE_ATTEMPTS} handshakes, "
+                                  f"this score has {attempts:,}; use the density view (or filter the score)")
+    return view
+
+
+def plot_png(score: Score, path: str | os.PathLike, *, view: str = "auto", force: bool = False,
+             title: str | None = None) -> str:
+    """Draw ``score`` as a PNG at ``path``; returns the view drawn, "sequence" or "density".
+
+    ``view`` "auto" picks the sequence diagram up to :data:`AUTO_SEQUENCE_ATTEMPTS`
+    attempts, else the density view. ``title`` replaces the default title (the
+    score's sources). An existing file is replaced only with ``force``; the
+    file appears only once complete. A score without notes gives a picture
+    saying "no handshakes".
+    """
+    if title is not None and not isinstance(title, str):
+        raise HandshakeScoreError(f"the title must be text, not {type(title).__name__}")
+    chosen = choose_view(score, view)
+    check_writable(path, force)  # before the work, not after it
+    if len(score.notes) and int(score.notes["kind"].max()) >= len(Kind.ALL):
+        raise HandshakeScoreError(f"the score has a note of unknown kind {int(score.notes['kind'].max())}")
+    if len(score.notes) and int(score.notes["outcome"].max()) >= len(Outcome.ALL):
+        raise HandshakeScoreError(f"the score has a note of unknown outcome {int(score.notes['outcome'].max())}")
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise HandshakeScoreError("hs plot needs matplotlib: pip install matplotlib") from None
+
+    if title is None:
+        names = [s.name for s in score.sources]
+        title = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "") or "score"
+    if not len(score.notes):
+        fig = Figure(figsize=(8, 4.5), dpi=DPI)
+        fig.text(0.5, 0.6, title, ha="center", va="center", fontsize=14)
+        fig.text(0.5, 0.4, "no handshakes", ha="center", va="center", fontsize=22, color="#555555")
+    elif chosen == "sequence":
+        fig = _sequence(Figure, score, title)
+    else:
+        fig = _density(Figure, score, title)
+    FigureCanvasAgg(fig)
+    with atomic_write(path, force) as f:
+        fig.savefig(f, format="png", dpi=DPI)
+    return chosen
+
+
+# --- the sequence view ----------------------------------------------------------------------------------
+
+X_TIME, X_CLIENT, X_SERVER, X_MAX = 0.0, 3.2, 7.4, 10.6  # data x of the lanes
+ROW_IN = 0.30        # inches per row
+LANE = "#2b3a55"     # the lifelines: dark slate, no outcome's colour
+BREAK_ROWS = 0.9     # extra rows a break takes
+
+
+def _server_sends(kind: np.ndarray, outcome: np.ndarray) -> np.ndarray:
+    """Whether each note goes server -> client: SYN-ACKs, and a reset that refused the attempt
+    (any other reset is drawn from the client: a capture does not say who sent it)."""
+    return (kind == _SYN_ACK) | (kind == _SYN_ACK_RETRY) | ((kind == _RST) & (outcome == _REFUSED))
+
+
+def _rows(time_ns: np.ndarray) -> tuple[np.ndarray, list[tuple[float, int]]]:
+    """Each note's row (y, going down), and the breaks (y between rows, gap ns) where the
+    gap is much longer than usual (over 4 times the median gap and over 100 µs)."""
+    gaps = np.diff(time_ns)
+    y = np.zeros(len(time_ns))
+    breaks = []
+    if len(gaps):
+        threshold = max(4 * float(np.median(gaps)), 100e3)
+        step = np.where(gaps > threshold, 1 + BREAK_ROWS, 1.0)
+        y[1:] = np.cumsum(step)
+        breaks = [(float(y[i + 1] - (1 + BREAK_ROWS) / 2), int(gaps[i])) for i in np.flatnonzero(gaps > threshold)]
+    return y, breaks
+
+
+def _sequence(Figure, score: Score, title: str):
+    from matplotlib.lines import Line2D
+
+    notes = score.notes
+    n = len(notes)
+    kind = notes["kind"].astype(np.intp)
+    outcome = notes["outcome"].astype(np.intp)
+    t = notes["time_ns"]
+    y, breaks = _rows(t)
+    height_rows = float(y[-1]) + 1
+    row_in = max(0.19, min(ROW_IN, 26 / (height_rows + 2)))  # very long diagrams: rows shrink, the picture stays < ~30 in
+    fontsize = 10 if row_in >= 0.25 else 8
+    fig = Figure(figsize=(12, 2.4 + row_in * (height_rows + 1)), dpi=DPI)
+    top = 1 - 1.25 / fig.get_figheight()
+    bottom = 0.75 / fig.get_figheight()
+    ax = fig.add_axes((0.01, bottom, 0.98, top - bottom))
+    ax.set_xlim(X_TIME - 0.1, X_MAX)
+    ax.set_ylim(height_rows - 0.3, -1.4)  # time goes down
+    ax.axis("off")
+
+    unit, per = _time_unit(float(t[-1]))
+    # column heads and lanes
+    ax.text(X_TIME, -1.0, f"time since start ({unit})", fontsize=fontsize, fontweight="bold", va="center")
+    ax.text(X_CLIENT, -1.0, "client", ha="center", va="center", fontsize=fontsize + 2, fontweight="bold")
+    ax.text(X_SERVER, -1.0, "server", ha="center", va="center", fontsize=fontsize + 2, fontweight="bold")
+    for x in (X_CLIENT, X_SERVER):
+        ax.plot([x, x], [-0.6, height_rows - 0.4], color=LANE, lw=2.5, solid_capstyle="butt")
+
+    for yb, gap in breaks:
+        ax.plot([X_TIME, X_MAX - 0.1], [yb, yb], color="#aaaaaa", lw=1, ls=":")
+        ax.text((X_CLIENT + X_SERVER) / 2, yb, f"{format_duration(gap)} later", ha="center", va="center",
+                fontsize=fontsize - 1, color="#666666", style="italic",
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none"))
+
+    back = _server_sends(kind, outcome)
+    seen: set[int] = set()
+    last_of_attempt = {int(a): i for i, a in enumerate(notes["attempt"])}
+    decimals = 3 if unit == "ms" else 4
+    for i in range(n):
+        row = notes[i]
+        k, o, a, yi = Kind.ALL[kind[i]], Outcome.ALL[outcome[i]], int(row["attempt"]), float(y[i])
+        colour = OUTCOME_COLOURS[o]
+        x0, x1 = (X_SERVER, X_CLIENT) if back[i] else (X_CLIENT, X_SERVER)
+        dashed = kind[i] in (_SYN_RETRY, _SYN_ACK_RETRY)
+        ax.annotate("", xy=(x1, yi), xytext=(x0, yi),
+                    arrowprops=dict(arrowstyle="-|>,head_length=0.6,head_width=0.3", color=colour, lw=2.2,
+                                    linestyle=(0, (4, 2.5)) if dashed else "-", shrinkA=0, shrinkB=1))
+        if kind[i] == _RST:
+            ax.plot([x1], [yi], marker="X", markersize=11, color=colour, markeredgecolor="white", zorder=5)
+        # the label: what it is, and for an answer the real delay
+        label = KIND_LABELS[k]
+        if kind[i] == _SYN_ACK and row["syn_to_syn_ack_ns"] != NO_DELAY:
+            label += f"  ({format_duration(row['syn_to_syn_ack_ns'])} after SYN)"
+        elif kind[i] == _ACK and row["syn_ack_to_ack_ns"] != NO_DELAY:
+            label += f"  ({format_duration(row['syn_ack_to_ack_ns'])} after SYN-ACK)"
+        elif a in seen:
+            prev = int(np.flatnonzero(notes["attempt"][:i] == a)[-1])
+            label += f"  (+{format_duration(t[i] - t[prev])})"
+        # on the arrow, on white: it never runs into the next row
+        ax.text((X_CLIENT + X_SERVER) / 2, yi, label, ha="center", va="center", fontsize=fontsize,
+                color=colour, fontweight="bold" if not dashed else "normal", zorder=4,
+                bbox=dict(boxstyle="square,pad=0.12", fc="white", ec="none"))
+        # time, and who: the endpoints on the attempt's first note, its number on every note
+        ax.text(X_TIME, yi, f"{t[i] / per:.{decimals}f}", va="center", fontsize=fontsize - 1, family="monospace",
+                color="#333333")
+        unanswered = last_of_attempt[a] == i and outcome[i] == _UNANSWERED
+        if a not in seen:
+            ax.text(X_CLIENT - 0.12, yi, f"#{a}  {_endpoint(score, int(row['client']), int(row['client_port']))}",
+                    ha="right", va="center", fontsize=fontsize - 1, color=colour)
+            server = _endpoint(score, int(row["server"]), int(row["server_port"]))
+            ax.text(X_SERVER + 0.12, yi, server + ("  no answer" if unanswered else ""),
+                    ha="left", va="center", fontsize=fontsize - 1, color=colour)
+            seen.add(a)
+        else:
+            ax.text(X_CLIENT - 0.12, yi, f"#{a}", ha="right", va="center", fontsize=fontsize - 1, color=colour)
+            if unanswered:
+                ax.text(X_SERVER + 0.12, yi, "no answer", ha="left", va="center", fontsize=fontsize - 1,
+                        color=colour, style="italic")
+
+    counts = outcome_counts(score)
+    summary = "   ".join(f"{o} {c:,}" for o, c in counts.items() if c)
+    fig.suptitle(f"{title}\n{score.attempts():,} handshake{'s' * (score.attempts() != 1)}: {summary}",
+                 fontsize=13, y=1 - 0.15 / fig.get_figheight(), va="top")
+    # the outcomes this score has (a colour in the legend is a colour in the picture)
+    handles = [Line2D([], [], color=c, lw=3, label=o) for o, c in OUTCOME_COLOURS.items() if counts[o]]
+    if np.isin(kind, (_SYN_RETRY, _SYN_ACK_RETRY)).any():
+        handles.append(Line2D([], [], color=LANE, lw=2, ls=(0, (4, 2.5)), label="retry (dashed)"))
+    if (kind == _RST).any():
+        handles.append(Line2D([], [], color=LANE, lw=0, marker="X", markersize=10, label="reset (RST)"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 0.05 / fig.get_figheight()))
+    return fig
+
+
+# --- the density view -----------------------------------------------------------------------------------
+
+def _density(Figure, score: Score, title: str):
+    notes = score.notes
+    t = notes["time_ns"].astype(np.float64)
+    kind = notes["kind"].astype(np.intp)
+    span = max(float(t[-1]), 1.0)
+    unit, per = _time_unit(span)
+    edges_ns = np.linspace(0.0, span * (1 + 1e-9), BINS + 1)
+    bin_s = (edges_ns[1] - edges_ns[0]) / 1e9
+    edges = edges_ns / per
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    count_format = FuncFormatter(lambda v, _: f"{v:,.0f}")
+
+    fig = Figure(figsize=(12, 10.5), dpi=DPI)
+    # the time panels leave room on the right for their legends; the histograms use the full width
+    grid = fig.add_gridspec(2, 1, hspace=0.45, left=0.07, right=0.80, top=0.86, bottom=0.40)
+    low = fig.add_gridspec(1, 2, wspace=0.18, left=0.07, right=0.98, top=0.31, bottom=0.06)
+
+    # notes per kind over time: one stairs line per kind, log y (retries and resets are rare)
+    ax = fig.add_subplot(grid[0])
+    which = np.minimum(np.searchsorted(edges_ns, t, "right") - 1, BINS - 1)
+    per_kind = np.zeros((len(Kind.ALL), BINS), np.int64)
+    np.add.at(per_kind, (kind, which), 1)
+    for i, k in enumerate(Kind.ALL):
+        if per_kind[i].any():
+            ax.stairs(per_kind[i], edges, color=KIND_COLOURS[k], lw=1.6,
+                      ls="--" if k in (Kind.SYN_RETRY, Kind.SYN_ACK_RETRY) else "-",
+                      label=f"{KIND_LABELS[k]} ({int(per_kind[i].sum()):,})")
+    ax.set_yscale("log", nonpositive="clip")
+    ax.set_ylim(0.8, None)
+    ax.yaxis.set_major_formatter(count_format)
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_title(f"notes per kind over time (per {format_duration(bin_s * 1e9)})", fontsize=12, loc="left")
+    ax.set_ylabel("notes (log scale)")
+    ax.set_xlabel(f"time since start ({unit})")
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="kind")
+    ax.grid(True, axis="y", alpha=0.3)
+
+    # handshakes per outcome over time (by each attempt's first note), stacked
+    ax = fig.add_subplot(grid[1])
+    first, outcome = _attempt_outcomes(notes)
+    at = which[first]
+    per_outcome = np.zeros((len(Outcome.ALL), BINS), np.int64)
+    np.add.at(per_outcome, (outcome, at), 1)
+    base = np.zeros(BINS)
+    for i, o in enumerate(Outcome.ALL):
+        if per_outcome[i].any():
+            ax.stairs(base + per_outcome[i], edges, baseline=base.copy(), fill=True, color=OUTCOME_COLOURS[o],
+                      label=f"{o} ({int(per_outcome[i].sum()):,})")
+            base = base + per_outcome[i]
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_ylim(0, max(1.0, float(base.max())) * 1.1)
+    ax.set_title(f"handshakes started per {format_duration(bin_s * 1e9)}, by outcome (stacked)", fontsize=12,
+                 loc="left")
+    ax.set_ylabel("handshakes")
+    ax.set_xlabel(f"time since start ({unit})")
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="outcome")
+    ax.grid(True, axis="y", alpha=0.3)
+
+    # the two delays, one value per attempt, log-spaced bins in ms
+    for col, (field, name, colour) in enumerate((("syn_to_syn_ack_ns", "SYN → SYN-ACK", KIND_COLOURS[Kind.SYN_ACK]),
+                                                 ("syn_ack_to_ack_ns", "SYN-ACK → ACK", KIND_COLOURS[Kind.ACK]))):
+        ax = fig.add_subplot(low[0, col])
+        d = notes[field][first]
+        d = d[d != NO_DELAY]
+        ax.set_title(f"{name} delay ({len(d):,} handshakes)", fontsize=12, loc="left")
+        ax.set_xlabel("delay (log scale)")
+        ax.set_ylabel("handshakes" if col == 0 else "")
+        if not len(d):
+            ax.text(0.5, 0.5, "no such delay in this score", ha="center", va="center", transform=ax.transAxes,
+                    color="#666666")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        ms = np.maximum(d, 1).astype(np.float64) / 1e6  # a delay of 0 ns (equal timestamps) counts as 1 ns
+        lo, hi = float(ms.min()), float(ms.max())
+        if hi <= lo * 1.01:
+            lo, hi = lo / 1.5, hi * 1.5
+        bins = np.geomspace(lo, hi, DELAY_BINS + 1)
+        counts, _ = np.histogram(ms, bins)
+        ax.stairs(counts, bins, fill=True, color=colour, alpha=0.85)
+        ax.set_xscale("log")
+        # 1-2-5 ticks on a narrow range (else one tick, or matplotlib's 3x10^-2 labels), decades on a wide one
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if hi / lo < 100 else (1.0,)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+        ax.yaxis.set_major_formatter(count_format)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_duration(v * 1e6).replace(".00", "")
+                                                   .replace(".0 ", " ")))
+        median = float(np.median(ms))
+        ax.axvline(median, color="#222222", lw=1.2, ls="--")
+        ax.text(median, 0.97, f" median {format_duration(median * 1e6)}", transform=ax.get_xaxis_transform(),
+                ha="left", va="top", fontsize=9, color="#222222",
+                bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.8))
+        ax.grid(True, axis="y", alpha=0.3)
+
+    counts = outcome_counts(score)
+    total = sum(counts.values())
+    summary = "   ".join(f"{o} {c:,} ({100 * c / total:.1f}%)" for o, c in counts.items() if c)
+    fig.suptitle(f"{title}\n{total:,} handshakes, {len(notes):,} notes over {format_duration(span)}\n{summary}",
+                 fontsize=13)
+    return fig
