@@ -32,7 +32,7 @@ import numpy as np
 from .errors import HandshakeScoreError
 from .files import atomic_write, check_writable
 from .orchestra import Instrument, Orchestra
-from .score import Score
+from .score import Score, bracketed
 from .timing import checked_stretch
 from .tracker import Kind
 
@@ -170,10 +170,8 @@ def _deltas(ticks: np.ndarray, track: str) -> np.ndarray:
 def _conductor(score: Score, orchestra: Orchestra, stretch: float, on: np.ndarray) -> mido.MidiTrack:
     """The first track: name, tempo, and a marker at each attempt's first note."""
     notes = score.notes
-    first = np.lexsort((notes["attempt"], on))  # by time, then attempt number
-    _, at = np.unique(notes["attempt"][first], return_index=True)
-    first = first[np.sort(at)]  # each attempt's first note, in time order
-    hosts = [_text(f"[{h}]" if ":" in h else h) for h in score.hosts]  # IPv6 address:port, bracketed
+    first = score.first_notes()
+    hosts = [_text(bracketed(h)) for h in score.hosts]
     sources = ", ".join(s.name for s in score.sources) or "no capture"
     track = mido.MidiTrack([
         mido.MetaMessage("track_name", name=_text(f"handshakes: {sources}"[:200])),

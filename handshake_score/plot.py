@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import HandshakeScoreError
 from .files import atomic_write, check_writable
-from .score import NO_DELAY, Score
+from .score import NO_DELAY, Score, bracketed
 from .tracker import Kind, Outcome
 
 VIEWS = ("auto", "sequence", "density")
@@ -91,21 +91,20 @@ def _time_unit(span_ns: float) -> tuple[str, float]:
 
 
 def _endpoint(score: Score, host: int, port: int) -> str:
-    h = score.hosts[host] if 0 <= host < len(score.hosts) else f"host {host}"
-    return f"[{h}]:{port}" if ":" in h else f"{h}:{port}"
+    return f"{bracketed(score.hosts[host])}:{port}"
 
 
-def _attempt_outcomes(notes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each attempt's first note (index into ``notes``) and outcome code."""
-    _, first = np.unique(notes["attempt"], return_index=True)
-    return first, notes["outcome"][first].astype(np.intp)
+def _attempt_outcomes(score: Score) -> tuple[np.ndarray, np.ndarray]:
+    """Each attempt's first note (index into its notes) and outcome code."""
+    first = score.first_notes()
+    return first, score.notes["outcome"][first].astype(np.intp)
 
 
 def outcome_counts(score: Score) -> dict[str, int]:
     """Attempts per outcome."""
     if not len(score.notes):
         return {o: 0 for o in Outcome.ALL}
-    _, outcome = _attempt_outcomes(score.notes)
+    _, outcome = _attempt_outcomes(score)
     counts = np.bincount(outcome, minlength=len(Outcome.ALL))
     return {o: int(counts[i]) for i, o in enumerate(Outcome.ALL)}
 
@@ -332,7 +331,7 @@ def _density(Figure, score: Score, title: str):
 
     # handshakes per outcome over time (by each attempt's first note), stacked
     ax = fig.add_subplot(grid[1])
-    first, outcome = _attempt_outcomes(notes)
+    first, outcome = _attempt_outcomes(score)
     at = which[first]
     per_outcome = np.zeros((len(Outcome.ALL), BINS), np.int64)
     np.add.at(per_outcome, (outcome, at), 1)

@@ -89,6 +89,11 @@ class Score:
     def attempts(self) -> int:
         return len(np.unique(self.notes["attempt"]))
 
+    def first_notes(self) -> np.ndarray:
+        """The index of each attempt's first note, in time order (so in attempt order)."""
+        _, first = np.unique(self.notes["attempt"], return_index=True)
+        return np.sort(first)
+
     def with_notes(self, which, **changes) -> Score:
         """A score of the notes ``which`` (a mask or indices), hosts unused by them dropped."""
         notes = self.notes[which]
@@ -96,6 +101,11 @@ class Score:
         notes = notes.copy()
         notes["client"], notes["server"] = index[: len(notes)], index[len(notes):]
         return replace(self, notes=notes, hosts=[self.hosts[i] for i in used], **changes)
+
+
+def bracketed(host: str) -> str:
+    """A host as it goes before ``:port``: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 class Composed(NamedTuple):
@@ -123,8 +133,9 @@ class _Collector:
         self.h_id.append(h.id)
         self.h_outcome.append(OUTCOME_CODE[h.outcome])
         self.h_flows.append(h.flow)
-        self.h_d1.append(_delay(h.syn_to_syn_ack_ns))
-        self.h_d2.append(_delay(h.syn_ack_to_ack_ns))
+        d1, d2 = h.syn_to_syn_ack_ns, h.syn_ack_to_ack_ns
+        self.h_d1.append(NO_DELAY if d1 is None else d1)
+        self.h_d2.append(NO_DELAY if d2 is None else d2)
 
     def score(self, sources: list[Source], start_ns: int, options: dict, orchestra: Orchestra) -> Score:
         n = len(self.time)
@@ -157,10 +168,6 @@ class _Collector:
         notes["client_port"], notes["server_port"] = ports[row, 0], ports[row, 1]
         hosts = [str(address(a)) for a in index]
         return Score(notes, hosts, sources, start_ns, options, orchestra)
-
-
-def _delay(ns: int | None) -> int:
-    return NO_DELAY if ns is None or not INT64_MIN < ns < 1 << 63 else ns
 
 
 class _Digests(threading.Thread):

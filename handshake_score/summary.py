@@ -20,7 +20,6 @@ from typing import Callable, Iterable
 
 from .pipeline import WorkerReader, wanted_segments, worth_a_worker
 from .sources import CaptureReader
-from .segments import INT64_MAX, INT64_MIN
 from .tracker import Handshake, HandshakeTracker, Kind, Note, Outcome
 
 
@@ -53,16 +52,12 @@ class Summary:
 
     def add(self, h: Handshake) -> None:
         """Record the delays of a finished attempt (the tracker's ``on_close``)."""
-        syn_ack = h.syn_ack_ns
-        if syn_ack is None:
-            return
-        delay = syn_ack - h.syn_ns
-        if INT64_MIN <= delay <= INT64_MAX:  # else the times of a corrupt file
+        delay = h.syn_to_syn_ack_ns
+        if delay is not None:
             self.syn_to_syn_ack_ns.append(delay)
-        if h.ack_ns is not None:
-            delay = h.ack_ns - syn_ack
-            if INT64_MIN <= delay <= INT64_MAX:
-                self.syn_ack_to_ack_ns.append(delay)
+        delay = h.syn_ack_to_ack_ns
+        if delay is not None:
+            self.syn_ack_to_ack_ns.append(delay)
 
     def as_dict(self) -> dict:
         def median_ms(values: array) -> float | None:

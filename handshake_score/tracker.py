@@ -30,7 +30,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .segments import ACK, RST, SYN, TcpBatch, flow_endpoints
+from .segments import ACK, INT64_MAX, INT64_MIN, RST, SYN, TcpBatch, flow_endpoints
 
 _MOD = 0xFFFFFFFF
 _BITMAP_BITS = 20
@@ -122,11 +122,17 @@ class Handshake:
     @property
     def syn_to_syn_ack_ns(self) -> int | None:
         """First SYN to first SYN-ACK: negative when the capture saw the SYN-ACK first."""
-        return None if self.syn_ack_ns is None else self.syn_ack_ns - self.syn_ns
+        if self.syn_ack_ns is None:
+            return None
+        delay = self.syn_ack_ns - self.syn_ns
+        return delay if INT64_MIN <= delay <= INT64_MAX else None  # else the times of a corrupt file
 
     @property
     def syn_ack_to_ack_ns(self) -> int | None:
-        return None if self.ack_ns is None else self.ack_ns - self.syn_ack_ns
+        if self.ack_ns is None:
+            return None
+        delay = self.ack_ns - self.syn_ack_ns
+        return delay if INT64_MIN <= delay <= INT64_MAX else None
 
 
 class Note(NamedTuple):
