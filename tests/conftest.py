@@ -76,3 +76,23 @@ def _in_a_scratch_folder(tmp_path, monkeypatch):
     """Each test runs in a folder of its own, so ``hs score``'s default ``scores/NAME.score``
     lands there and never in the checkout (or on another test's file)."""
     monkeypatch.chdir(tmp_path)
+
+
+def assert_kept_unless_forced(write, path: Path, bad_kwargs: dict | None = None, bad_match: str = "") -> None:
+    """A writer ``write(path, **kwargs)`` (export_midi, render_wav, plot_png...): an existing
+    file is kept without ``force``; with it, a call that fails (``bad_kwargs``) still keeps it
+    and leaves nothing beside it; a good one replaces it. Returns nothing: the caller checks
+    what the new file holds."""
+    from handshake_score.errors import HandshakeScoreError
+    from handshake_score.files import OutputExistsError
+
+    path.write_bytes(b"mine")
+    with pytest.raises(OutputExistsError):
+        write(path)
+    assert path.read_bytes() == b"mine"
+    if bad_kwargs is not None:
+        with pytest.raises(HandshakeScoreError, match=bad_match):
+            write(path, force=True, **bad_kwargs)
+        assert path.read_bytes() == b"mine" and os.listdir(path.parent) == [path.name]
+    write(path, force=True)
+    assert path.read_bytes() != b"mine" and os.listdir(path.parent) == [path.name]

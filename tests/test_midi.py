@@ -25,9 +25,8 @@ import numpy as np
 import pytest
 import symusic
 
-from conftest import KINDS, ROOT, corpus_expectations, missing
+from conftest import KINDS, ROOT, assert_kept_unless_forced, corpus_expectations, missing
 from handshake_score.errors import HandshakeScoreError
-from handshake_score.files import OutputExistsError
 from handshake_score.midi import export_midi, to_midi
 from handshake_score.orchestra import DEFAULT, Instrument, Orchestra
 from handshake_score.score import compose
@@ -371,16 +370,9 @@ def test_stretch_must_be_a_number_above_zero(tmp_path, stretch):
 
 def test_existing_file_is_kept_unless_forced(tmp_path):
     path = tmp_path / "a.mid"
-    path.write_bytes(b"mine")
     score = synthetic_score(100)
-    with pytest.raises(OutputExistsError):
-        export_midi(score, path)
-    assert path.read_bytes() == b"mine"
-    with pytest.raises(HandshakeScoreError, match="stretch"):
-        export_midi(score, path, stretch=0, force=True)
-    assert path.read_bytes() == b"mine" and os.listdir(tmp_path) == ["a.mid"]
-    export_midi(score, path, force=True)
-    assert mido.MidiFile(path).type == 1 and os.listdir(tmp_path) == ["a.mid"]
+    assert_kept_unless_forced(lambda p, **kw: export_midi(score, p, **kw), path, {"stretch": 0}, "stretch")
+    assert mido.MidiFile(path).type == 1
 
 
 def test_orchestra_made_in_code_is_checked(tmp_path):

@@ -21,9 +21,8 @@ import pytest
 pytest.importorskip("matplotlib")
 from matplotlib.image import imread  # noqa: E402
 
-from conftest import CORPUS, ROOT  # noqa: E402
+from conftest import CORPUS, ROOT, assert_kept_unless_forced  # noqa: E402
 from handshake_score.errors import HandshakeScoreError  # noqa: E402
-from handshake_score.files import OutputExistsError  # noqa: E402
 from handshake_score.plot import (AUTO_SEQUENCE_ATTEMPTS, MAX_SEQUENCE_ATTEMPTS, OUTCOME_COLOURS,  # noqa: E402
                                   format_duration, outcome_counts, plot_png)
 from handshake_score.score import compose  # noqa: E402
@@ -167,11 +166,9 @@ def test_bad_view(tmp_path):
 def test_existing_file_needs_force(tmp_path):
     score = load_score(SAMPLE)
     out = tmp_path / "out.png"
-    out.write_bytes(b"mine")
-    with pytest.raises(OutputExistsError):
-        plot_png(score, out)
-    assert out.read_bytes() == b"mine"
-    assert plot_png(score, out, force=True) == "sequence"
+    views = []
+    assert_kept_unless_forced(lambda p, **kw: views.append(plot_png(score, p, **kw)), out, {"view": "pie"}, "unknown view")
+    assert views == ["sequence"]
     read_png(out)
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
 

@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CORPUS
+from conftest import CORPUS, assert_kept_unless_forced
 from handshake_score.errors import HandshakeScoreError
-from handshake_score.files import OutputExistsError
 from handshake_score.orchestra import DEFAULT, Instrument, Orchestra
 from handshake_score.render import pan_position, render_wav
 from handshake_score.timing import output_times_ns
@@ -418,16 +417,9 @@ def test_bad_stretch_fails_before_anything_is_written(tmp_path, stretch):
 
 def test_existing_file_is_kept_unless_forced(tmp_path):
     path = tmp_path / "a.wav"
-    path.write_bytes(b"mine")
     score = hand_score([0], [0])
-    with pytest.raises(OutputExistsError):
-        render_wav(score, path)
-    assert path.read_bytes() == b"mine"
-    with pytest.raises(HandshakeScoreError, match="stretch"):
-        render_wav(score, path, stretch=0, force=True)
-    assert path.read_bytes() == b"mine" and os.listdir(tmp_path) == ["a.wav"]
-    render_wav(score, path, force=True)
-    assert read_wav(path)[0].any() and os.listdir(tmp_path) == ["a.wav"]
+    assert_kept_unless_forced(lambda p, **kw: render_wav(score, p, **kw), path, {"stretch": 0}, "stretch")
+    assert read_wav(path)[0].any()
 
 
 def test_error_halfway_leaves_nothing_half_written(tmp_path):
