@@ -21,8 +21,7 @@ from .errors import HandshakeScoreError
 app = typer.Typer(
     name="hs",
     help="Listen to the TCP three-way handshake: capture traffic, score its handshakes, perform them.\n\n"
-    "Typical use: [cyan]hs capture[/cyan], then [cyan]hs score[/cyan], then [cyan]hs play --stretch 10[/cyan] "
-    "([cyan]play[/cyan] is not built yet).",
+    "Typical use: [cyan]hs capture[/cyan], then [cyan]hs score[/cyan], then [cyan]hs play SCORE --stretch 10[/cyan].",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
@@ -298,6 +297,206 @@ def plot(
     print(f"wrote {out} ({chosen} view of {loaded.attempts():,} handshakes)")
 
 
+PERFORMERS = ("console", "solenoids", "midi")
+
+
+@app.command()
+def play(
+    score_file: Annotated[Optional[Path], typer.Argument(metavar="SCORE", help="A score file (hs score writes them) or a MIDI file (hs export writes them; notes are mapped back to kinds through the orchestra).", show_default=False)] = None,
+    to: Annotated[Optional[list[str]], typer.Option("--to", metavar="PERFORMERS|TIME", help="Who plays, comma-separated: console, solenoids, midi (default: console). A time instead (same forms as --from) ends the performance there.", show_default=False)] = None,
+    stretch: Annotated[str, typer.Option(metavar="N|auto", help="Play N times slower (any N > 0); auto: the least factor (at least 1, at most 1000) at which no solenoid must strike sooner than its re-strike interval.")] = "1",
+    max_gap: Annotated[Optional[float], typer.Option("--max-gap", metavar="S", help="After stretching, shorten every silence longer than S seconds to S.", show_default=False)] = None,
+    start: Annotated[Optional[str], typer.Option("--from", help="Start here: seconds after the score's start, a time of day (14:03:05, local; 14:03:05Z, UTC) or a date and time.", show_default=False)] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="End here (same forms as --from); --to TIME says the same.", show_default=False)] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="Play again and again until stopped (Ctrl-C, SIGTERM).")] = False,
+    orchestra: Annotated[Optional[Path], typer.Option("--orchestra", help="An orchestra TOML file (default: the score's own).", show_default=False)] = None,
+    port: Annotated[Optional[str], typer.Option("--port", metavar="NAME", help="For midi: the output port, by name or the start of it (see --list-ports).", show_default=False)] = None,
+    list_ports: Annotated[bool, typer.Option("--list-ports", help="List the MIDI output ports and exit.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="For solenoids: rehearse on gpiozero's MockFactory (no GPIO needed).")] = False,
+    pin_log: Annotated[Optional[Path], typer.Option("--pin-log", metavar="FILE", help="With --dry-run: write every pin change (pin,time_ns,state) to this CSV.", show_default=False)] = None,
+    too_soon: Annotated[str, typer.Option("--too-soon", metavar="drop|defer", help="A strike that comes sooner than its coil may strike again: drop it, or defer it to the next allowed moment (within --defer-limit).")] = "drop",
+    defer_limit: Annotated[float, typer.Option("--defer-limit", metavar="MS", help="With --too-soon defer: the longest a strike may be moved; later than that it is dropped.")] = 500.0,
+    timing_log: Annotated[Optional[Path], typer.Option("--timing-log", metavar="FILE", help="Write a CSV of every strike: kind, scheduled_ns, actual_ns (time.perf_counter_ns), status.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing timing or pin log.")] = False,
+):
+    """Perform a score: on solenoids (gpiozero), a MIDI port, or the console, in real time or stretched.
+
+    Ctrl-C, SIGTERM and SIGHUP stop it with every coil off; it prints what was played and dropped."""
+    if list_ports:
+        from .play.midiport import output_names
+
+        names = output_names()
+        print("\n".join(names) if names else "no MIDI output ports here (is there an ALSA sequencer, /dev/snd/seq?)")
+        return
+    if score_file is None:
+        raise HandshakeScoreError("give a score file to play (hs score writes them), or --list-ports")
+    from .files import check_writable
+    from .orchestra import load_orchestra
+    from .timing import checked_max_gap, checked_stretch
+
+    who, end = _performers_and_end(to or [], until)
+    auto = stretch.strip().lower() == "auto"
+    factor = None if auto else checked_stretch(_number(stretch, "--stretch"))
+    checked_max_gap(max_gap)
+    if pin_log is not None and not ("solenoids" in who and dry_run):
+        raise HandshakeScoreError("--pin-log records the rehearsal pins: give --to solenoids --dry-run too")
+    if "midi" in who and port is None:
+        raise HandshakeScoreError("--to midi needs --port NAME (hs play --list-ports lists them)")
+    for out in (timing_log, pin_log):
+        if out is not None:
+            check_writable(out, force)
+    band = load_orchestra(orchestra) if orchestra else None
+    loaded = _load_playable(score_file, band)
+    band = band or loaded.orchestra
+    if start is not None or end is not None:
+        from .score import select
+
+        loaded = select(loaded, start=start, end=end)
+    if auto:
+        from .play.solenoids import auto_stretch
+
+        factor, coil = auto_stretch(loaded, band)
+        why = ("no coil needs it" if coil is None else
+               f"pin {coil.pin} ({', '.join(coil.kinds)}) re-strikes every {coil.restrike_ns / 1e6:g} ms")
+        print(f"--stretch auto: {factor:g} ({why}{'; the cap' if factor >= 1000 else ''})", file=sys.stderr)
+    performers = _open_performers(who, band, port=port, dry_run=dry_run, too_soon=too_soon, defer_limit=defer_limit)
+    from .play import perform
+
+    stopped = None
+    try:
+        with _play_status(loaded, factor) as (started, progress):
+            result = perform(loaded, performers, stretch=factor, max_gap=max_gap, loop=loop,
+                             timing_log=timing_log, force=force, on_start=started, on_progress=progress)
+    except KeyboardInterrupt:
+        stopped, result = 130, None
+    except SystemExit as e:  # SIGTERM or SIGHUP, made SystemExit by main(); every coil is off by now
+        stopped, result = e.code, None
+    finally:
+        if pin_log is not None:
+            _write_pin_log(pin_log, performers, force)
+    if result is not None:
+        print(_play_report(result, factor), file=sys.stderr)
+    else:
+        print(f"hs: stopped; every coil off", file=sys.stderr)
+        sys.exit(stopped)
+
+
+def _performers_and_end(values: list[str], until: str | None) -> tuple[list[str], str | None]:
+    """--to's values: performer lists, or one end time."""
+    who, end = [], until
+    for value in values:
+        names = [v.strip() for v in value.split(",") if v.strip()]
+        if names and all(n.isalpha() for n in names):
+            for n in names:
+                if n not in PERFORMERS:
+                    raise HandshakeScoreError(f"--to: unknown performer {n!r} (the performers are {', '.join(PERFORMERS)})")
+                if n in who:
+                    raise HandshakeScoreError(f"--to: {n} is named twice")
+                who.append(n)
+        elif end is None:
+            end = value
+        else:
+            raise HandshakeScoreError(f"--to {value!r}: the end is given already ({end!r})")
+    return who or ["console"], end
+
+
+def _number(text: str, option: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise HandshakeScoreError(f"{option}: {text!r} is not a number") from None
+
+
+def _load_playable(path: Path, band):
+    from .midi import is_midi_file, load_midi
+    from .scorefile import load_score
+
+    if is_midi_file(path):
+        loaded = load_midi(path, band)
+        skipped = loaded.options.get("unmapped_notes", 0)
+        if skipped:
+            print(f"hs: warning: {path}: {skipped:,} notes on keys no instrument of the orchestra plays "
+                  "were left out", file=sys.stderr)
+        return loaded
+    return load_score(path)
+
+
+def _open_performers(who: list[str], band, *, port, dry_run: bool, too_soon: str, defer_limit: float):
+    """The performers named, the most time-critical first (they share a moment's deadline)."""
+    performers = []
+    try:
+        for name in ("solenoids", "midi", "console"):
+            if name not in who:
+                continue
+            if name == "solenoids":
+                from .play.solenoids import SolenoidPerformer
+
+                performers.append(SolenoidPerformer(band, too_soon=too_soon, defer_limit_ms=defer_limit,
+                                                    dry_run=dry_run))
+            elif name == "midi":
+                from .play.midiport import MidiPortPerformer, open_port
+
+                performers.append(MidiPortPerformer(open_port(port), band, close_port=True))
+            else:
+                from .play import ConsolePerformer
+
+                performers.append(ConsolePerformer())
+    except BaseException:
+        for p in performers:
+            p.close()
+        raise
+    return performers
+
+
+def _play_status(score, stretch: float):
+    """A progress line on stderr when it is a terminal: position, time left, notes played
+    and dropped. Yields (on_start, on_progress) for :func:`~.play.perform`."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def status():
+        if not sys.stderr.isatty():
+            yield None, None
+            return
+
+        def progress(p):
+            left = max(0, p.length_ns - p.position_ns) / 1e9
+            sys.stderr.write(f"\r\x1b[K{p.position_ns / 1e9:8.1f} s of {p.length_ns / 1e9:.1f} s  ({left:.0f} s left)"
+                             f"{f'  pass {p.passes}' if p.passes > 1 else ''}  played {p.played:,}  dropped {p.dropped:,}")
+            sys.stderr.flush()
+
+        try:
+            yield None, progress
+        finally:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+    return status()
+
+
+def _play_report(result, stretch: float) -> str:
+    lines = [f"played {result.notes:,} notes over {result.length_ns / 1e9:.3f} s (stretch {stretch:g})"
+             + (f", {result.passes} passes" if result.passes > 1 else "")]
+    for name in result.played:
+        extra = [f"{what} {getattr(result, what)[name]:,}" for what in ("deferred", "dropped", "refused")
+                 if getattr(result, what)[name]]
+        lines.append(f"  {name:<10} {result.played[name]:,} strikes" + (f" ({', '.join(extra)})" if extra else ""))
+    if len(result.onset_ns):
+        import numpy as np
+
+        p50, p99 = np.percentile(result.onset_ns, [50, 99]) / 1e3
+        lines.append(f"  onset error p50 {p50:.1f} us, p99 {p99:.1f} us")
+    return "\n".join(lines)
+
+
+def _write_pin_log(path: Path, performers, force: bool) -> None:
+    from .files import atomic_write
+
+    rows = [row for p in performers for row in getattr(p, "pin_log", lambda: [])()]
+    with atomic_write(path, force) as f:
+        f.write(("pin,time_ns,state\n" + "".join(f"{p},{t},{v}\n" for p, t, v in sorted(rows, key=lambda r: r[1]))).encode())
+
+
 @app.command(name="orchestra")
 def orchestra_cmd(
     show: Annotated[bool, typer.Option("--show", help="Print the orchestra as TOML (the default action).")] = True,
@@ -373,7 +572,8 @@ def main() -> None:
     """Entry point. Typer reports usage errors itself (exit 2); our errors become
     one line and exit code 2, and a bug of ours one line and exit code 1."""
     # SIGTERM unwinds like Ctrl-C, so cleanup runs (a reading worker is stopped, not orphaned)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda number, _: sys.exit(128 + number))
     try:
         app()
     except HandshakeScoreError as e:

@@ -23,6 +23,8 @@ Why these choices (``docs/midi-export.md`` has the whole layout):
 from __future__ import annotations
 
 import gc
+import hashlib
+import io
 import os
 from contextlib import contextmanager
 
@@ -191,3 +193,58 @@ def _conductor(score: Score, orchestra: Orchestra, stretch: float, on: np.ndarra
 def _text(s: str) -> str:
     """``s`` as a MIDI text event can hold it (mido writes Latin-1): others become '?'."""
     return s.encode("latin-1", "replace").decode("latin-1")
+
+
+def load_midi(path: str | os.PathLike, orchestra: Orchestra | None = None) -> Score:
+    """A MIDI file (ours, or an arrangement a musician made of it) as a score to play.
+
+    Each note-on whose channel and key an instrument of ``orchestra`` (default: the
+    built-in one) plays becomes a note of that kind, at the file's own time (its tempo
+    map read by mido); the first instrument listed wins where two share a key. Others
+    are counted in ``options["unmapped_notes"]`` and left out. A MIDI file knows no
+    addresses, attempts or outcomes, so the score has no hosts and attempt 0.
+    """
+    from .orchestra import DEFAULT
+    from .score import KIND_CODE, NO_DELAY, NOTE, Source
+
+    orchestra = DEFAULT if orchestra is None else orchestra
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        midi = mido.MidiFile(file=io.BytesIO(data))
+    except OSError as e:
+        raise HandshakeScoreError(f"{path}: cannot read: {e.strerror or e}") from None
+    except (EOFError, ValueError, KeyError, IndexError, TypeError) as e:
+        raise HandshakeScoreError(f"{path}: not a MIDI file mido can read ({e or type(e).__name__})") from None
+    if midi.type == 2:
+        raise HandshakeScoreError(f"{path}: a type 2 MIDI file (independent patterns) has no one timeline to play")
+    kinds = {}
+    for kind in reversed(Kind.ALL):
+        inst = orchestra[kind]
+        kinds[(inst.channel, inst.note)] = KIND_CODE[kind]
+    times, codes, unmapped, now = [], [], 0, 0.0
+    for msg in midi:  # every track merged, in seconds
+        now += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            code = kinds.get((msg.channel, msg.note))
+            if code is None:
+                unmapped += 1
+            else:
+                times.append(round(now * 1e9))
+                codes.append(code)
+    notes = np.zeros(len(times), NOTE)
+    notes["time_ns"], notes["kind"] = times, codes
+    notes["syn_to_syn_ack_ns"] = notes["syn_ack_to_ack_ns"] = NO_DELAY
+    notes["source"] = 1
+    source = Source(os.path.basename(path), len(data), hashlib.sha256(data).hexdigest(), None)
+    return Score(notes, [], [source], 0, {"midi": source.name, "unmapped_notes": unmapped}, orchestra)
+
+
+def is_midi_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts as a Standard MIDI File does."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"MThd"
+    except OSError:
+        return False

@@ -33,14 +33,14 @@ class Instrument:
     velocity: int           # 1-127
     channel: int = 9        # MIDI channel index 0-15; 9 is General MIDI percussion
     pin: int = 17           # BCM pin of its solenoid
-    pulse_ms: float = 15.0  # how long the coil is on per strike
-    restrike_ms: float = 60.0  # least time between two strikes of that coil
+    pulse_ms: float = 15.0  # how long the coil is on per strike (at most 90: hs play cuts any pulse at 95)
+    restrike_ms: float = 80.0  # least time between two strikes of that coil (15/80: under a 25 % duty cap)
     timbre: str = "woodblock"
     name: str = ""          # what the note is called, for people
 
 
 _LIMITS = {"note": (0, 127), "velocity": (1, 127), "channel": (0, 15), "pin": (0, 27),
-           "pulse_ms": (1.0, 100.0), "restrike_ms": (1.0, 10_000.0)}
+           "pulse_ms": (1.0, 90.0), "restrike_ms": (1.0, 10_000.0)}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,101 @@
+"""The conductor: one thread that calls the performers at their moments.
+
+Every call has an absolute deadline on the monotonic ``perf_counter_ns``
+clock, counted from one start, so lateness never accumulates. The thread
+sleeps until :data:`SPIN_NS` before a deadline (a sleep overshoots by tens of
+microseconds, more on a busy machine), then spins on the clock to the
+deadline itself. The hot loop works on Python lists made once from the
+timeline, since reading numpy scalars one at a time is slower.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from array import array
+
+import numpy as np
+
+from .performer import EVENT, STRIKE, Part, Performer
+
+SPIN_NS = 1_500_000        # spin the last 1.5 ms before a deadline
+LEAD_NS = 50_000_000       # the first deadline comes this long after start(), once all is ready
+LONG_WAIT_NS = 50_000_000  # longer sleeps are taken in pieces, so stop() is heard promptly
+
+
+class Conductor(threading.Thread):
+    """Plays the merged parts of ``performers``; ``loop`` repeats them until stopped, each pass
+    ``pause_ns`` after the end of the one before.
+
+    Read while it plays: :attr:`passes`, :attr:`done` (events of this pass called),
+    :attr:`error` (an exception a performer raised, which ends the performance).
+    """
+
+    def __init__(self, performers: list[Performer], parts: list[Part], *, loop: bool = False,
+                 pause_ns: int = 1_000_000_000):
+        super().__init__(name="hs-conductor", daemon=True)
+        self.performers = performers
+        self.parts = parts
+        timeline = np.concatenate([np.zeros(0, EVENT)] + [p.events for p in parts])
+        who = np.concatenate([np.zeros(0, np.uint8)] + [np.full(len(p.events), i, np.uint8) for i, p in enumerate(parts)])
+        # by time, releases first, then in the performers' order (the most time-critical first)
+        order = np.lexsort((who, timeline["action"], timeline["due_ns"]))
+        self.timeline, self.who = timeline[order], who[order]
+        self.loop = loop
+        self.span_ns = int(self.timeline["due_ns"].max()) if len(timeline) else 0
+        self.pause_ns = pause_ns
+        self.start_ns = 0          # the perf_counter_ns of output time 0, of the first pass
+        self.passes: list[array] = []  # per pass: each event's actual_ns (0 where not reached)
+        self.refused: list[list[int]] = []  # per pass: the events a performer refused
+        self.done = 0
+        self.error: BaseException | None = None
+        self.stopping = False
+        self._wake = threading.Event()
+
+    @property
+    def period_ns(self) -> int:
+        return self.span_ns + self.pause_ns
+
+    def stop(self) -> None:
+        self.stopping = True
+        self._wake.set()
+
+    def run(self) -> None:
+        due = self.timeline["due_ns"].tolist()
+        note = self.timeline["note"].tolist()
+        strike = (self.timeline["action"] == STRIKE).tolist()
+        calls = [(p.release, p.strike) for p in self.performers]
+        call = [calls[w][s] for w, s in zip(self.who.tolist(), strike)]
+        clock, sleep, wake = time.perf_counter_ns, time.sleep, self._wake.wait
+        n = len(due)
+        t0 = self.start_ns = clock() + LEAD_NS
+        try:
+            while not self.stopping:
+                actual = array("q", bytes(8 * n))
+                refused: list[int] = []
+                self.passes.append(actual)
+                self.refused.append(refused)
+                self.done = 0
+                for j in range(n):
+                    deadline = t0 + due[j]
+                    wait = deadline - clock() - SPIN_NS
+                    while wait > 0 and not self.stopping:
+                        if wait > LONG_WAIT_NS:
+                            wake(LONG_WAIT_NS / 1e9)
+                        else:
+                            sleep(wait / 1e9)
+                        wait = deadline - clock() - SPIN_NS
+                    if self.stopping:
+                        return
+                    while clock() < deadline:
+                        pass
+                    t = clock()
+                    if call[j](note[j]) is False:
+                        refused.append(j)
+                    actual[j] = t
+                    self.done = j + 1
+                if not self.loop:
+                    return
+                t0 += self.period_ns
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread, which silences everything
+            self.error = e

@@ -1,0 +1,77 @@
+"""The console performer: a running log, one line a strike, as the original piece printed.
+
+::
+
+    12.818188  SYN      192.168.8.128:38962 -> 192.168.8.1:80      #3
+    12.818588  SYN-ACK  192.168.8.1:80 -> 192.168.8.128:38962      #3
+
+The time is the note's time in the score (seconds after its start), whatever
+the stretch. The addresses of each note are made into text before the performance (for a
+long score that is some memory), so a strike only joins strings and writes them once.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from ..score import bracketed
+from ..tracker import Kind
+from .performer import Part, Performer
+
+COLOURS = {  # ANSI SGR, by kind: requests warm, responses cool, resets red
+    Kind.SYN: "33", Kind.SYN_RETRY: "2;33", Kind.SYN_ACK: "36", Kind.SYN_ACK_RETRY: "2;36",
+    Kind.ACK: "32", Kind.RST: "1;31",
+}
+CLEAR_LINE = "\r\x1b[K"  # so a progress line drawn on the same terminal is written over
+
+
+class ConsolePerformer(Performer):
+    """Prints each note as it is struck to ``stream`` (default: standard output), in colour
+    when ``colour`` (default: when the stream is a terminal)."""
+
+    name = "console"
+
+    def __init__(self, stream=None, colour: bool | None = None):
+        self.stream = stream if stream is not None else sys.stdout
+        tty = getattr(self.stream, "isatty", lambda: False)()
+        self.colour = tty if colour is None else colour
+        self.prefix = CLEAR_LINE if tty else ""
+
+    def prepare(self, score, times_ns: np.ndarray) -> Part:
+        notes = score.notes
+        # lists, not numpy rows: a line is made at its strike, where every microsecond counts
+        self._seconds = (notes["time_ns"] / 1e9).tolist()
+        self._kinds = notes["kind"].tolist()
+        self._routes = _Routes(score) if score.hosts else None
+        width = max(map(len, Kind.ALL))
+        self._labels = [(f"\x1b[{COLOURS[k]}m{k.upper():<{width}}\x1b[0m" if self.colour else f"{k.upper():<{width}}")
+                        for k in Kind.ALL]
+        self._write, self._flush = self.stream.write, self.stream.flush
+        return Part.on_time(times_ns)
+
+    def strike(self, note: int) -> None:
+        kind = self._kinds[note]
+        route = self._routes.line(note, kind) if self._routes is not None else ""
+        self._write(f"{self.prefix}{self._seconds[note]:11.6f}  {self._labels[kind]}{route}\n")
+        self._flush()
+
+
+class _Routes:
+    """Who spoke to whom, per note, as text: responses run server to client, a reset both ways."""
+
+    _BACK = {Kind.ALL.index(Kind.SYN_ACK), Kind.ALL.index(Kind.SYN_ACK_RETRY)}
+    _RESET = Kind.ALL.index(Kind.RST)
+
+    def __init__(self, score):
+        notes = score.notes
+        hosts = [bracketed(h) for h in score.hosts]
+        self._client = [f"{hosts[h]}:{p}" for h, p in zip(notes["client"].tolist(), notes["client_port"].tolist())]
+        self._server = [f"{hosts[h]}:{p}" for h, p in zip(notes["server"].tolist(), notes["server_port"].tolist())]
+        self._attempt = notes["attempt"].tolist()
+
+    def line(self, note: int, kind: int) -> str:
+        a, b = self._client[note], self._server[note]
+        arrow = f"{b} -> {a}" if kind in self._BACK else f"{a} -x- {b}" if kind == self._RESET else f"{a} -> {b}"
+        return f"  {arrow:<47}  #{self._attempt[note]}"
