@@ -51,6 +51,9 @@ class Conductor(threading.Thread):
         self.error: BaseException | None = None
         self.stopping = False
         self._wake = threading.Event()
+        # set when run() ends; wait on this, not join(): a join() a signal interrupts marks
+        # the thread as ended while it still runs (CPython's bpo-45274 fix does that)
+        self.finished = threading.Event()
 
     @property
     def period_ns(self) -> int:
@@ -99,3 +102,5 @@ class Conductor(threading.Thread):
                 t0 += self.period_ns
         except BaseException as e:  # noqa: BLE001 - handed to the main thread, which silences everything
             self.error = e
+        finally:
+            self.finished.set()

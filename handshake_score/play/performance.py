@@ -87,16 +87,15 @@ def perform(
         if on_start is not None:
             on_start(result)
         conductor.start()
-        while conductor.is_alive():
-            conductor.join(PROGRESS_EVERY_S)
+        while not conductor.finished.wait(PROGRESS_EVERY_S):
             if on_progress is not None:
                 on_progress(_progress(conductor, result))
         result.complete = conductor.error is None and not conductor.stopping
     finally:
         if conductor is not None:
             conductor.stop()
-            if conductor.is_alive():
-                conductor.join(1.0)
+            if conductor.ident is not None:
+                conductor.finished.wait(1.0)
         _silence(performers)
         if conductor is not None:
             _tally(result, conductor, performers)
