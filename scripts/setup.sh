@@ -15,6 +15,8 @@ python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 command -v fluidsynth >/dev/null || missing+=(fluidsynth)
 [ -e /usr/share/sounds/sf2/TimGM6mb.sf2 ] || missing+=(timgm6mb-soundfont)
 command -v soxi >/dev/null || missing+=(sox)  # an independent reader of the WAV files hs render writes
+# python-rtmidi (hs play --to midi) links against ALSA's library
+ldconfig -p 2>/dev/null | grep -q 'libasound.so.2 ' || missing+=(libasound2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   # dumpcap asks whether non-root users may capture; answer "no" here (the README says how to allow it)

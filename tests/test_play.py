@@ -446,3 +446,29 @@ def test_list_ports_says_when_there_are_none():
     assert r.returncode == 0 and r.stderr == ""
     if not Path("/dev/snd/seq").exists():
         assert r.stdout.strip().startswith("no MIDI output ports here")
+
+
+def test_progress_line_on_a_terminal():
+    import pty
+
+    save_score(score_of(np.arange(0, 1500, 100), ["syn", "syn"] * 7 + ["ack"]), "s.score")
+    main, side = pty.openpty()
+    r = subprocess.run([*HS, "play", "s.score", "--to", "solenoids", "--dry-run"], stderr=side,
+                       stdout=subprocess.DEVNULL, timeout=30)
+    os.close(side)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main)
+    text = shown.decode()
+    assert r.returncode == 0, text
+    lines = [part for part in text.split("\r\x1b[K") if " s left" in part]
+    assert len(lines) >= 3  # about four a second over 1.4 s
+    assert "s of 1.4 s" in lines[-1] and "played" in lines[-1] and "dropped" in lines[-1]
+    assert "played 15 notes over 1.400 s" in text

@@ -194,7 +194,7 @@ def test_an_orchestra_file_overrides_key_by_key_and_lands_in_the_score():
     ('[syn]\nnote = "76"\n', "[syn] note: '76' is not an integer"),
     ("[syn]\nvelocity = 1.5\n", "[syn] velocity: 1.5 is not an integer"),
     ("[ack]\nloudness = 3\n", "[ack] loudness: unknown key"),
-    ("[ack]\npulse_ms = 500\n", "[ack] pulse_ms: 500 is outside 1-100"),
+    ("[ack]\npulse_ms = 500\n", "[ack] pulse_ms: 500 is outside 1-90"),
     ("[ack\n", "not valid TOML"),
     ("syn = 3\n", "syn: must be a table"),
 ])
