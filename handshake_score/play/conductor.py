@@ -4,7 +4,8 @@ Every call has an absolute deadline on the monotonic ``perf_counter_ns``
 clock, counted from one start, so lateness never accumulates. The thread
 sleeps until :data:`SPIN_NS` before a deadline (a sleep overshoots by tens of
 microseconds, more on a busy machine), then spins on the clock to the
-deadline itself. The hot loop works on Python lists made once from the
+deadline itself. Before spinning it cues the performer of the next strike
+(:meth:`~.performer.Performer.cue`), so what can be done ahead is. The hot loop works on Python lists made once from the
 timeline, since reading numpy scalars one at a time is slower.
 """
 
@@ -68,7 +69,9 @@ class Conductor(threading.Thread):
         note = self.timeline["note"].tolist()
         strike = (self.timeline["action"] == STRIKE).tolist()
         calls = [(p.release, p.strike) for p in self.performers]
-        call = [calls[w][s] for w, s in zip(self.who.tolist(), strike)]
+        who = self.who.tolist()
+        call = [calls[w][s] for w, s in zip(who, strike)]
+        cue = [self.performers[w].cue if s else None for w, s in zip(who, strike)]
         clock, sleep, wake = time.perf_counter_ns, time.sleep, self._wake.wait
         n = len(due)
         t0 = self.start_ns = clock() + LEAD_NS
@@ -82,6 +85,7 @@ class Conductor(threading.Thread):
                 for j in range(n):
                     deadline = t0 + due[j]
                     wait = deadline - clock() - SPIN_NS
+                    waited = wait > 0
                     while wait > 0 and not self.stopping:
                         if wait > LONG_WAIT_NS:
                             wake(LONG_WAIT_NS / 1e9)
@@ -90,6 +94,8 @@ class Conductor(threading.Thread):
                         wait = deadline - clock() - SPIN_NS
                     if self.stopping:
                         return
+                    if waited and cue[j] is not None:  # on time: let the performer get ready
+                        cue[j](note[j], deadline)
                     while clock() < deadline:
                         pass
                     t = clock()

@@ -4,7 +4,8 @@ A performer first plans its part, once, from the score and each note's output
 time: which notes it strikes and when, and when it lets each go (a coil off, a
 MIDI note-off). The conductor merges every performer's part into one timeline
 and calls :meth:`Performer.strike` and :meth:`Performer.release` at their
-moments from its one thread, so both must be quick; :meth:`Performer.silence`
+moments from its one thread (with :meth:`Performer.cue` just before a strike),
+so all must be quick; :meth:`Performer.silence`
 may come from any thread at any time and must leave nothing sounding or
 energised.
 """
@@ -57,6 +58,10 @@ class Performer:
     def prepare(self, score, times_ns: np.ndarray) -> Part:
         """Plan the part for ``score`` whose notes sound at ``times_ns`` (output ns)."""
         return Part.on_time(times_ns)
+
+    def cue(self, note: int, at_ns: int) -> None:
+        """Note ``note`` is due at ``at_ns`` (``perf_counter_ns``), 1-2 ms from now: do what
+        can be done ahead, so :meth:`strike` has less to do."""
 
     def strike(self, note: int):
         """Sound note ``note`` now. Return False if a hard limit refused it."""

@@ -75,12 +75,26 @@ class Coil:
         self.rules = CoilRules()  # the hard duty cap; re-strike intervals are the plan's
         self.on_since = 0         # perf_counter_ns when switched on; 0 while off
         self.closed = False
+        self._armed: int | None = None  # the pulse ready() cleared for the next strike
         self._lock = threading.Lock()
+
+    def ready(self, at: int, pulse_ns: int) -> None:
+        """A strike of ``pulse_ns`` is due at ``at``: check the duty cap now, and write the
+        pin off (it is off) so the path to it is warm when the strike comes."""
+        with self._lock:
+            if self.closed or self.on_since:
+                return
+            self._armed = pulse_ns if self.rules.allows(at, pulse_ns) else None
+            self.device.off()
 
     def strike(self, pulse_ns: int) -> bool:
         with self._lock:
             now = time.perf_counter_ns()
-            if self.closed or self.on_since or not self.rules.allows(now, pulse_ns):
+            armed, self._armed = self._armed, None
+            if self.closed or self.on_since:
+                return False
+            # checked at the deadline by ready(): at any later moment the cap allows it too
+            if armed != pulse_ns and not self.rules.allows(now, pulse_ns):
                 return False
             self.device.on()
             self.on_since = now
@@ -135,6 +149,10 @@ class SolenoidPerformer(Performer):
     def prepare(self, score, times_ns: np.ndarray) -> Part:
         self._kinds = score.notes["kind"].tolist()
         return plan(self._kinds, times_ns, self.orchestra, self.specs, self.too_soon, self.defer_limit_ns)
+
+    def cue(self, note: int, at_ns: int) -> None:
+        coil, pulse_ns = self._by_kind[self._kinds[note]]
+        coil.ready(at_ns, pulse_ns)
 
     def strike(self, note: int) -> bool:
         coil, pulse_ns = self._by_kind[self._kinds[note]]
