@@ -233,6 +233,7 @@ def export(
     score_file: Annotated[Path, typer.Argument(metavar="SCORE", help="A score file (hs score writes them).", show_default=False)],
     out: Annotated[Path, typer.Argument(metavar="OUT.mid", help="The MIDI file to write.", show_default=False)],
     stretch: Annotated[float, typer.Option(help="Play N times slower (any N > 0).")] = 1.0,
+    max_gap: Annotated[Optional[float], typer.Option("--max-gap", metavar="S", help="After stretching, shorten every silence longer than S seconds to S.", show_default=False)] = None,
     orchestra: Annotated[Optional[Path], typer.Option("--orchestra", help="An orchestra TOML file (default: the score's own).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing MIDI file.")] = False,
 ):
@@ -241,12 +242,14 @@ def export(
     from .midi import export_midi
     from .orchestra import load_orchestra
     from .scorefile import load_score
-    from .timing import checked_stretch
+    from .timing import checked_max_gap, checked_stretch
 
     checked_stretch(stretch)
+    checked_max_gap(max_gap)
     check_writable(out, force)
     loaded = load_score(score_file)
-    export_midi(loaded, out, stretch=stretch, orchestra=load_orchestra(orchestra) if orchestra else None, force=force)
+    export_midi(loaded, out, stretch=stretch, max_gap=max_gap, orchestra=load_orchestra(orchestra) if orchestra else None,
+                force=force)
     print(f"wrote {out} ({len(loaded):,} notes, stretch {stretch:g})")
 
 
@@ -495,6 +498,34 @@ def _write_pin_log(path: Path, performers, force: bool) -> None:
     rows = [row for p in performers for row in getattr(p, "pin_log", lambda: [])()]
     with atomic_write(path, force) as f:
         f.write(("pin,time_ns,state\n" + "".join(f"{p},{t},{v}\n" for p, t, v in sorted(rows, key=lambda r: r[1]))).encode())
+
+
+@app.command()
+def demo(
+    folder: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FOLDER", help="Write into this folder (default: demo/, or demo-2/... if it exists).", show_default=False)] = None,
+    no_play: Annotated[bool, typer.Option("--no-play", help="Write the files; do not play.")] = False,
+):
+    """Hear and see it now: score a tour of real captures, write its score, MIDI, WAV and PNG, and play it on the console.
+
+    Needs no root, no tshark, no Raspberry Pi and no sound card."""
+    from . import demo as tour
+
+    if folder is not None and folder.exists() and any(folder.iterdir()):
+        raise HandshakeScoreError(f"{folder}: exists and is not empty; hs demo writes into a new or empty folder")
+    print(f"hs demo: scoring {len(tour.tour_captures())} real captures (captures/tour/README.md says whose)",
+          file=sys.stderr)
+    made = tour.make(folder)
+    print(_report(made.summary))
+    for kind, path in made.files.items():
+        print(f"wrote       {path}")
+    if not no_play:
+        print(f"\nplaying it on the console, {tour.STRETCH:g} times slower, silences over {tour.MAX_GAP_S:g} s "
+              f"shortened ({min(made.seconds, tour.LONGEST_S):.0f} s; Ctrl-C stops):\n", flush=True)
+        try:
+            tour.perform_on_console(made)
+        except KeyboardInterrupt:
+            print("", file=sys.stderr)
+    print("\n" + tour.next_steps(made))
 
 
 @app.command(name="orchestra")

@@ -35,7 +35,7 @@ from .errors import HandshakeScoreError
 from .files import atomic_write, check_writable
 from .orchestra import Instrument, Orchestra
 from .score import Score, bracketed
-from .timing import checked_stretch
+from .timing import checked_stretch, output_times_ns
 from .tracker import Kind
 
 TEMPO = 500_000                     # microseconds a beat
@@ -48,31 +48,34 @@ MAX_DELTA = 0x0FFFFFFF              # the longest delta time a MIDI file can hol
 
 
 def export_midi(score: Score, path: str | os.PathLike, *, orchestra: Orchestra | None = None,
-                stretch: float = 1.0, force: bool = False) -> None:
+                stretch: float = 1.0, max_gap: float | None = None, force: bool = False) -> None:
     """Write ``score`` as a MIDI file at ``path`` (see :func:`to_midi`).
 
     An existing file is replaced only with ``force``; the file appears only once
     complete, so an interrupted export leaves the previous one as it was.
     """
     check_writable(path, force)  # before the work, not after it
-    midi = to_midi(score, orchestra=orchestra, stretch=stretch)
+    midi = to_midi(score, orchestra=orchestra, stretch=stretch, max_gap=max_gap)
     with atomic_write(path, force) as f:
         midi.save(file=f)
 
 
-def to_midi(score: Score, *, orchestra: Orchestra | None = None, stretch: float = 1.0) -> mido.MidiFile:
+def to_midi(score: Score, *, orchestra: Orchestra | None = None, stretch: float = 1.0,
+            max_gap: float | None = None) -> mido.MidiFile:
     """``score`` as a type 1 MIDI file: a conductor track, then one track per note kind.
 
     Time 0 of the file is time 0 of the score; ``stretch`` slows it down (10: ten
-    times slower, so 1 ms between two packets becomes 10 ms). ``orchestra``
-    (default: the score's) gives each kind its channel, key and velocity.
+    times slower, so 1 ms between two packets becomes 10 ms); ``max_gap`` (seconds,
+    after stretching) shortens every longer silence to it, as ``hs play`` and
+    ``hs render`` do. ``orchestra`` (default: the score's) gives each kind its
+    channel, key and velocity.
     """
     stretch = checked_stretch(stretch)
     orchestra = score.orchestra if orchestra is None else orchestra
     notes = score.notes
     kind = notes["kind"]
     instruments = [_checked_instrument(orchestra, k) for k in Kind.ALL]
-    on = _ticks(notes["time_ns"], stretch)
+    on = _ticks(notes["time_ns"], stretch, max_gap)
     key = np.array([i.channel * 128 + i.note for i in instruments], np.int64)[kind]
     off = _note_offs(on, key)
     rank = np.empty(len(on), np.int64)  # each note's place in the score, by time
@@ -137,10 +140,13 @@ def _checked_instrument(orchestra: Orchestra, kind: str) -> Instrument:
     return inst
 
 
-def _ticks(time_ns: np.ndarray, stretch: float) -> np.ndarray:
-    """Absolute ticks of score times (ns), rounded to the nearest tick."""
+def _ticks(time_ns: np.ndarray, stretch: float, max_gap: float | None = None) -> np.ndarray:
+    """Absolute ticks of score times (ns), rounded to the nearest tick; with ``max_gap``,
+    of their output times (:func:`~.timing.output_times_ns`)."""
     if len(time_ns) and time_ns.min() < 0:
         raise HandshakeScoreError("the score has notes before its start (time < 0): MIDI cannot place them")
+    if max_gap is not None:
+        return np.rint(output_times_ns(time_ns, stretch, max_gap) / NS_PER_TICK).astype(np.int64)
     return np.rint(time_ns * (stretch / NS_PER_TICK)).astype(np.int64)
 
 
@@ -165,7 +171,7 @@ def _deltas(ticks: np.ndarray, track: str) -> np.ndarray:
         at = int(np.argmax(delta))
         raise HandshakeScoreError(
             f"{track}: {delta[at] * NS_PER_TICK / 3.6e12:.1f} h pass between two events, more than a MIDI file "
-            f"can hold ({MAX_DELTA * NS_PER_TICK / 3.6e12:.1f} h); use a smaller stretch or a shorter score")
+            f"can hold ({MAX_DELTA * NS_PER_TICK / 3.6e12:.1f} h); use --max-gap, a smaller stretch or a shorter score")
     return delta
 
 

@@ -420,3 +420,21 @@ def test_synthetic_score_is_plausible_and_repeatable():
     assert {ipaddress.ip_address(h).version for h in a.hosts} == {4, 6}
     first = np.unique(a.notes["attempt"], return_index=True)[1]
     assert (np.diff(first) > 0).all() and a.notes["attempt"][0] == 1       # numbered by first note
+
+
+def test_max_gap_shortens_silences_as_play_and_render_do(tmp_path, corpus):
+    # captures years apart: no MIDI file holds those gaps, unless --max-gap shortens them
+    from handshake_score.timing import output_times_ns
+
+    names = ["tcp_handshake.pcapng", "latency2.pcapng", "bgp-bgpsec.pcap"]
+    score = compose([corpus / n for n in names]).score
+    with pytest.raises(HandshakeScoreError, match="more than a MIDI file can hold.*--max-gap"):
+        to_midi(score, stretch=10)
+    export_midi(score, tmp_path / "tour.mid", stretch=10, max_gap=1.5)
+    r = read(score, tmp_path / "tour.mid", 10)
+    want = output_times_ns(score.notes["time_ns"], 10, 1.5)
+    got = np.full(len(score), -1, np.int64)
+    for k, track in enumerate(r.tracks):
+        got[score.notes["kind"] == k] = np.sort(track.on) * 500_000  # notes of a kind are in time order
+    assert np.abs(got - want).max() <= HALF_MS // 2
+    assert np.diff(np.sort(want)).max() <= 1_500_000_000

@@ -5,8 +5,8 @@
     12.818188  SYN      192.168.8.128:38962 -> 192.168.8.1:80      #3
     12.818588  SYN-ACK  192.168.8.1:80 -> 192.168.8.128:38962      #3
 
-The time is the note's time in the score (seconds after its start), whatever
-the stretch. The addresses of each note are made into text before the performance (for a
+The time is seconds since the first packet of the note's capture, as tshark
+shows it (a score of several captures restarts it at each), whatever the stretch. The addresses of each note are made into text before the performance (for a
 long score that is some memory), so a strike only joins strings and writes them once.
 """
 
@@ -42,7 +42,10 @@ class ConsolePerformer(Performer):
     def prepare(self, score, times_ns: np.ndarray) -> Part:
         notes = score.notes
         # lists, not numpy rows: a line is made at its strike, where every microsecond counts
-        self._seconds = (notes["time_ns"] / 1e9).tolist()
+        origin = np.array([score.start_ns - (s.start_ns if s.start_ns is not None else score.start_ns)
+                           for s in score.sources] or [0], np.int64)
+        since = notes["time_ns"] + origin[np.clip(notes["source"].astype(np.int64) - 1, 0, len(origin) - 1)]
+        self._seconds = (since / 1e9).tolist()
         self._kinds = notes["kind"].tolist()
         self._routes = _Routes(score) if score.hosts else None
         width = max(map(len, Kind.ALL))
