@@ -300,13 +300,13 @@ def plot(
     print(f"wrote {out} ({chosen} view of {loaded.attempts():,} handshakes)")
 
 
-PERFORMERS = ("console", "solenoids", "midi")
+PERFORMERS = ("console", "solenoids", "midi", "speakers")
 
 
 @app.command()
 def play(
     score_file: Annotated[Optional[Path], typer.Argument(metavar="SCORE", help="A score file (hs score writes them) or a MIDI file (hs export writes them; notes are mapped back to kinds through the orchestra).", show_default=False)] = None,
-    to: Annotated[Optional[list[str]], typer.Option("--to", metavar="PERFORMERS|TIME", help="Who plays, comma-separated: console, solenoids, midi (default: console). A time instead (same forms as --from) ends the performance there.", show_default=False)] = None,
+    to: Annotated[Optional[list[str]], typer.Option("--to", metavar="PERFORMERS|TIME", help="Who plays, comma-separated: console, solenoids, midi, speakers (default: console). A time instead (same forms as --from) ends the performance there.", show_default=False)] = None,
     stretch: Annotated[str, typer.Option(metavar="N|auto", help="Play N times slower (any N > 0); auto: the least factor (at least 1, at most 1000) at which no solenoid must strike sooner than its re-strike interval.")] = "1",
     max_gap: Annotated[Optional[float], typer.Option("--max-gap", metavar="S", help="After stretching, shorten every silence longer than S seconds to S.", show_default=False)] = None,
     start: Annotated[Optional[str], typer.Option("--from", help="Start here: seconds after the score's start, a time of day (14:03:05, local; 14:03:05Z, UTC) or a date and time.", show_default=False)] = None,
@@ -322,7 +322,7 @@ def play(
     timing_log: Annotated[Optional[Path], typer.Option("--timing-log", metavar="FILE", help="Write a CSV of every strike: kind, scheduled_ns, actual_ns (time.perf_counter_ns), status.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing timing or pin log.")] = False,
 ):
-    """Perform a score: on solenoids (gpiozero), a MIDI port, or the console, in real time or stretched.
+    """Perform a score: on solenoids (gpiozero), a MIDI port, the speakers or the console, in real time or stretched.
 
     Ctrl-C, SIGTERM and SIGHUP stop it with every coil off; it prints what was played and dropped."""
     if list_ports:
@@ -345,6 +345,10 @@ def play(
         raise HandshakeScoreError("--pin-log records the rehearsal pins: give --to solenoids --dry-run too")
     if "midi" in who and port is None:
         raise HandshakeScoreError("--to midi needs --port NAME (hs play --list-ports lists them)")
+    if port is not None and "midi" not in who:
+        raise HandshakeScoreError("--port is for --to midi: give that too")
+    if dry_run and "solenoids" not in who:
+        raise HandshakeScoreError("--dry-run rehearses the solenoids: give --to solenoids too")
     for out in (timing_log, pin_log):
         if out is not None:
             check_writable(out, force)
@@ -370,17 +374,17 @@ def play(
         with _play_status(loaded, factor) as (started, progress):
             result = perform(loaded, performers, stretch=factor, max_gap=max_gap, loop=loop,
                              timing_log=timing_log, force=force, on_start=started, on_progress=progress)
-    except KeyboardInterrupt:
-        stopped, result = 130, None
-    except SystemExit as e:  # SIGTERM or SIGHUP, made SystemExit by main(); every coil is off by now
-        stopped, result = e.code, None
+    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C; SIGTERM or SIGHUP, made SystemExit by main()
+        stopped, result = 130 if isinstance(e, KeyboardInterrupt) else e.code, getattr(e, "performance", None)
     finally:
         if pin_log is not None:
             _write_pin_log(pin_log, performers, force)
     if result is not None:
-        print(_play_report(result, factor), file=sys.stderr)
-    else:
-        print(f"hs: stopped; every coil off", file=sys.stderr)
+        print(_play_report(result, factor, performers), file=sys.stderr)
+    if stopped is not None:
+        passes = "" if result is None else f" after {result.passes} pass{'es' if result.passes != 1 else ''}"
+        coils = ", every coil off" if "solenoids" in who else ""
+        print(f"hs: stopped{passes}{coils}", file=sys.stderr)
         sys.exit(stopped)
 
 
@@ -428,7 +432,7 @@ def _open_performers(who: list[str], band, *, port, dry_run: bool, too_soon: str
     """The performers named, the most time-critical first (they share a moment's deadline)."""
     performers = []
     try:
-        for name in ("solenoids", "midi", "console"):
+        for name in ("solenoids", "midi", "speakers", "console"):
             if name not in who:
                 continue
             if name == "solenoids":
@@ -440,6 +444,10 @@ def _open_performers(who: list[str], band, *, port, dry_run: bool, too_soon: str
                 from .play.midiport import MidiPortPerformer, open_port
 
                 performers.append(MidiPortPerformer(open_port(port), band, close_port=True))
+            elif name == "speakers":
+                from .play.speakers import SpeakersPerformer
+
+                performers.append(SpeakersPerformer(band))
             else:
                 from .play import ConsolePerformer
 
@@ -477,13 +485,17 @@ def _play_status(score, stretch: float):
     return status()
 
 
-def _play_report(result, stretch: float) -> str:
+def _play_report(result, stretch: float, performers=()) -> str:
     lines = [f"played {result.notes:,} notes over {result.length_ns / 1e9:.3f} s (stretch {stretch:g})"
              + (f", {result.passes} passes" if result.passes > 1 else "")]
     for name in result.played:
         extra = [f"{what} {getattr(result, what)[name]:,}" for what in ("deferred", "dropped", "refused")
                  if getattr(result, what)[name]]
         lines.append(f"  {name:<10} {result.played[name]:,} strikes" + (f" ({', '.join(extra)})" if extra else ""))
+    for p in performers:
+        cut = getattr(getattr(p, "watchdog", None), "tripped", 0)
+        if cut:
+            lines.append(f"  watchdog   switched off {cut:,} coil(s) left on too long")
     if len(result.onset_ns):
         import numpy as np
 

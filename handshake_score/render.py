@@ -143,6 +143,17 @@ def pan_gains(position: float) -> tuple[float, float]:
     return math.cos(angle), math.sin(angle)
 
 
+def host_gains(hosts: list[str]) -> np.ndarray:
+    """Left and right gains of each host (rows: hosts; float32)."""
+    return np.array([pan_gains(pan_position(h)) for h in hosts] or np.zeros((0, 2)), np.float32).reshape(-1, 2)
+
+
+def kind_sounds(orchestra: Orchestra, rate: int = RATE) -> list[np.ndarray]:
+    """The sound of each note kind, in ``Kind.ALL`` order (kinds sharing a timbre and
+    velocity share the array); the orchestra checked first."""
+    return [sound(*_checked_instrument(orchestra, k), rate) for k in Kind.ALL]
+
+
 # --- rendering ------------------------------------------------------------------------------------------
 
 def render_wav(score: Score, path: str | os.PathLike, *, stretch: float = 1.0, max_gap: float | None = None,
@@ -161,14 +172,11 @@ def render_wav(score: Score, path: str | os.PathLike, *, stretch: float = 1.0, m
     max_gap = checked_max_gap(max_gap)
     if isinstance(rate, bool) or not isinstance(rate, int) or not 8000 <= rate <= 192_000:
         raise HandshakeScoreError(f"sample rate must be a whole number of Hz from 8000 to 192000, not {rate!r}")
-    orchestra = score.orchestra if orchestra is None else orchestra
-    instruments = [_checked_instrument(orchestra, k) for k in Kind.ALL]
+    sounds = kind_sounds(score.orchestra if orchestra is None else orchestra, rate)
     check_writable(path, force)  # before the work, not after it
 
     notes = score.notes
     channels = 2 if stereo else 1
-    # one sound per kind (kinds sharing a timbre and velocity share the array)
-    sounds = [sound(timbre, velocity, rate) for timbre, velocity in instruments]
     start = sample_indices(output_times_ns(notes["time_ns"], stretch, max_gap), rate)
     length = np.array([len(s) for s in sounds], np.int64)
     kind = notes["kind"].astype(np.intp)
@@ -183,8 +191,7 @@ def render_wav(score: Score, path: str | os.PathLike, *, stretch: float = 1.0, m
     order = np.argsort(start, kind="stable")
     start, kind = start[order], kind[order]
     if stereo:
-        host_gains = np.array([pan_gains(pan_position(h)) for h in score.hosts] or np.zeros((0, 2)), np.float32)
-        gains = host_gains[notes["client"][order].astype(np.intp)] if len(order) else np.zeros((0, 2), np.float32)
+        gains = host_gains(score.hosts)[notes["client"][order].astype(np.intp)]
     else:
         gains = np.ones((len(start), 1), np.float32)
     longest = int(length.max())

@@ -97,6 +97,8 @@ class Score:
     def with_notes(self, which, **changes) -> Score:
         """A score of the notes ``which`` (a mask or indices), hosts unused by them dropped."""
         notes = self.notes[which]
+        if not self.hosts:  # a score with no addresses (one read from a MIDI file)
+            return replace(self, notes=notes.copy(), **changes)
         used, index = np.unique(np.concatenate([notes["client"], notes["server"]]), return_inverse=True)
         notes = notes.copy()
         notes["client"], notes["server"] = index[: len(notes)], index[len(notes):]

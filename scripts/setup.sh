@@ -17,6 +17,8 @@ command -v fluidsynth >/dev/null || missing+=(fluidsynth)
 command -v soxi >/dev/null || missing+=(sox)  # an independent reader of the WAV files hs render writes
 # python-rtmidi (hs play --to midi) links against ALSA's library
 ldconfig -p 2>/dev/null | grep -q 'libasound.so.2 ' || missing+=(libasound2)
+# and sounddevice (hs play --to speakers) on PortAudio
+ldconfig -p 2>/dev/null | grep -q 'libportaudio.so.2 ' || missing+=(libportaudio2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   # dumpcap asks whether non-root users may capture; answer "no" here (the README says how to allow it)

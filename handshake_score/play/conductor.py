@@ -28,12 +28,16 @@ class Conductor(threading.Thread):
     """Plays the merged parts of ``performers``; ``loop`` repeats them until stopped, each pass
     ``pause_ns`` after the end of the one before.
 
-    Read while it plays: :attr:`passes`, :attr:`done` (events of this pass called),
-    :attr:`error` (an exception a performer raised, which ends the performance).
+    Read while it plays: :attr:`passes` (begun), :attr:`done` (events of this pass
+    called), :attr:`actual`, :attr:`error` (an exception a performer raised, which ends
+    the performance). At the end of each pass, finished or not, it hands the pass to
+    ``on_pass(index, actual_ns, refused)`` and forgets it, so a loop runs for months in
+    the same memory: ``actual_ns`` holds each event's call time (0: not reached),
+    ``refused`` the events a performer refused.
     """
 
     def __init__(self, performers: list[Performer], parts: list[Part], *, loop: bool = False,
-                 pause_ns: int = 1_000_000_000):
+                 pause_ns: int = 1_000_000_000, on_pass=None):
         super().__init__(name="hs-conductor", daemon=True)
         self.performers = performers
         self.parts = parts
@@ -46,8 +50,10 @@ class Conductor(threading.Thread):
         self.span_ns = int(self.timeline["due_ns"].max()) if len(timeline) else 0
         self.pause_ns = pause_ns
         self.start_ns = 0          # the perf_counter_ns of output time 0, of the first pass
-        self.passes: list[array] = []  # per pass: each event's actual_ns (0 where not reached)
-        self.refused: list[list[int]] = []  # per pass: the events a performer refused
+        self.on_pass = on_pass
+        self.passes = 0
+        self.actual = array("q")   # this pass: each event's call time, perf_counter_ns
+        self.refused: list[int] = []
         self.done = 0
         self.error: BaseException | None = None
         self.stopping = False
@@ -77,11 +83,12 @@ class Conductor(threading.Thread):
         t0 = self.start_ns = clock() + LEAD_NS
         try:
             while not self.stopping:
-                actual = array("q", bytes(8 * n))
-                refused: list[int] = []
-                self.passes.append(actual)
-                self.refused.append(refused)
+                if self.passes:
+                    self._hand_over()
+                actual = self.actual = array("q", bytes(8 * n))
+                refused = self.refused = []
                 self.done = 0
+                self.passes += 1
                 for j in range(n):
                     deadline = t0 + due[j]
                     wait = deadline - clock() - SPIN_NS
@@ -109,4 +116,13 @@ class Conductor(threading.Thread):
         except BaseException as e:  # noqa: BLE001 - handed to the main thread, which silences everything
             self.error = e
         finally:
+            try:
+                if self.passes:
+                    self._hand_over()
+            except BaseException as e:  # noqa: BLE001
+                self.error = self.error or e
             self.finished.set()
+
+    def _hand_over(self) -> None:
+        if self.on_pass is not None:
+            self.on_pass(self.passes - 1, self.actual, self.refused)

@@ -49,7 +49,8 @@ class ConsolePerformer(Performer):
         self._kinds = notes["kind"].tolist()
         self._routes = _Routes(score) if score.hosts else None
         width = max(map(len, Kind.ALL))
-        self._labels = [(f"\x1b[{COLOURS[k]}m{k.upper():<{width}}\x1b[0m" if self.colour else f"{k.upper():<{width}}")
+        pad = width if self._routes is not None else 0  # a column to line up only where more follows
+        self._labels = [(f"\x1b[{COLOURS[k]}m{k.upper():<{pad}}\x1b[0m" if self.colour else f"{k.upper():<{pad}}")
                         for k in Kind.ALL]
         self._write, self._flush = self.stream.write, self.stream.flush
         return Part.on_time(times_ns)

@@ -112,9 +112,10 @@ class Coil:
 
     def shut(self) -> None:
         with self._lock:
-            self.closed = True
-            self.device.off()
-            self.on_since = 0
+            if not self.closed:  # once: after close() the device takes no more calls
+                self.closed = True
+                self.device.off()
+                self.on_since = 0
 
 
 class SolenoidPerformer(Performer):
@@ -219,6 +220,9 @@ def _open_coils(pins: list[int], pin_factory) -> list[Coil]:
         _close(coils)
         raise HandshakeScoreError("no GPIO pins here: gpiozero found no pin library (lgpio on a Raspberry Pi); "
                                   "--dry-run rehearses on gpiozero's MockFactory") from None
+    except ImportError as e:  # GPIOZERO_PIN_FACTORY names a pin library that is not installed
+        _close(coils)
+        raise HandshakeScoreError(f"gpiozero cannot load its pin library: {e}") from None
     except (GPIOZeroError, OSError, RuntimeError) as e:
         _close(coils)
         raise HandshakeScoreError(f"pin {pins[len(coils)]}: {e}") from None
@@ -272,5 +276,5 @@ def auto_stretch(score, orchestra: Orchestra, cap: float = AUTO_STRETCH_CAP) -> 
             need, worst = factor, spec
     if need > 1.0:
         digits = 10 ** (np.floor(np.log10(need)) - 1)
-        need = float(np.ceil(round(need / digits, 9)) * digits)
+        need = round(float(np.ceil(round(need / digits, 9)) * digits), 10)
     return min(need, cap), worst

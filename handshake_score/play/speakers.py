@@ -1,0 +1,108 @@
+"""The speakers performer: the sounds of ``hs render``, live through the sound card.
+
+sounddevice (PortAudio) pulls audio from a callback in its own thread; a
+strike hands that callback a voice: the kind's sound (the very arrays
+``hs render`` mixes), panned by the client host. So that a strike is placed to
+the sample and not merely to the next buffer, each voice is stamped with the
+stream's clock at the strike and starts :attr:`SpeakersPerformer.delay_s`
+later in output time: the stream's own latency plus a block, a constant, so
+the spacing of the notes is kept exactly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+
+from ..errors import HandshakeScoreError
+from ..orchestra import Orchestra
+from ..render import RATE, host_gains, kind_sounds
+from .performer import Part, Performer
+
+BLOCK_FRAMES = 256  # 5.8 ms at 44.1 kHz
+
+
+def open_sounddevice():
+    """The sounddevice module, or one line saying why there is no sound here."""
+    try:
+        import sounddevice
+    except OSError:  # its import fails when the PortAudio library is missing
+        raise HandshakeScoreError("no sound output here: the PortAudio library is not installed "
+                                  "(Debian: libportaudio2); hs render -o OUT.wav writes the sound to a file") from None
+    try:
+        sounddevice.query_devices(kind="output")
+    except Exception:  # noqa: BLE001 - sounddevice.PortAudioError or ValueError: no default output device
+        raise HandshakeScoreError("no sound card here: PortAudio finds no output device; "
+                                  "hs render -o OUT.wav writes the sound to a file") from None
+    return sounddevice
+
+
+class SpeakersPerformer(Performer):
+    """Plays each note's sound on the default output device (or ``device``)."""
+
+    name = "speakers"
+
+    def __init__(self, orchestra: Orchestra, *, device=None, rate: int = RATE):
+        sd = open_sounddevice()
+        self.rate = rate
+        self.sounds = kind_sounds(orchestra, rate)
+        self._voices: deque = deque()  # (start in stream seconds, sound, gains) handed to the callback
+        self._playing: list = []        # the callback's own: [next frame of the sound, sound, gains]
+        self._lock = threading.Lock()
+        try:
+            self.stream = sd.OutputStream(samplerate=rate, channels=2, dtype="float32", blocksize=BLOCK_FRAMES,
+                                          latency="low", device=device, callback=self._fill)
+            self.stream.start()
+        except Exception as e:  # noqa: BLE001 - PortAudio's errors
+            raise HandshakeScoreError(f"cannot open the sound output: {e}") from None
+        self.delay_s = self.stream.latency + BLOCK_FRAMES / rate
+        self.underruns = 0
+
+    def prepare(self, score, times_ns: np.ndarray) -> Part:
+        self._kinds = score.notes["kind"].tolist()
+        gains = host_gains(score.hosts) if score.hosts else np.full((1, 2), np.sqrt(0.5), np.float32)
+        clients = score.notes["client"].astype(np.intp) if score.hosts else np.zeros(len(score), np.intp)
+        self._gains = gains[clients]
+        return Part.on_time(times_ns)
+
+    def strike(self, note: int) -> None:
+        self._voices.append((self.stream.time + self.delay_s, self.sounds[self._kinds[note]], self._gains[note]))
+
+    def _fill(self, out: np.ndarray, frames: int, when, status) -> None:
+        """PortAudio's callback: mix what sounds in this buffer."""
+        if status.output_underflow:
+            self.underruns += 1
+        out.fill(0)
+        with self._lock:
+            while self._voices:
+                start, snd, gains = self._voices.popleft()
+                # where in this buffer the voice begins (negative: it is late, so begin now)
+                offset = round((start - when.outputBufferDacTime) * self.rate)
+                self._playing.append([-offset if offset > 0 else 0, snd, gains])
+            kept = []
+            for voice in self._playing:
+                at, snd, gains = voice
+                lead = -at if at < 0 else 0  # frames of silence before it starts in this buffer
+                if lead >= frames:
+                    voice[0] = at + frames
+                    kept.append(voice)
+                    continue
+                begin = max(at, 0)
+                n = min(frames - lead, len(snd) - begin)
+                out[lead:lead + n] += snd[begin:begin + n, None] * gains
+                voice[0] = begin + n
+                if voice[0] < len(snd):
+                    kept.append(voice)
+            self._playing = kept
+
+    def silence(self) -> None:
+        with self._lock:
+            self._voices.clear()
+            self._playing = []
+
+    def close(self) -> None:
+        self.silence()
+        self.stream.stop()
+        self.stream.close()
