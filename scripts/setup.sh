@@ -19,12 +19,20 @@ command -v soxi >/dev/null || missing+=(sox)  # an independent reader of the WAV
 ldconfig -p 2>/dev/null | grep -q 'libasound.so.2 ' || missing+=(libasound2)
 # and sounddevice (hs play --to speakers) on PortAudio
 ldconfig -p 2>/dev/null | grep -q 'libportaudio.so.2 ' || missing+=(libportaudio2)
+# the tests hear hs play --to speakers through JACK's dummy driver (a sound card paced by the
+# clock) and record it with jack_rec
+command -v jackd >/dev/null || missing+=(jackd2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
+  echo "jackd2 jackd/tweak_rt_limits boolean false" | as_root debconf-set-selections
   # dumpcap asks whether non-root users may capture; answer "no" here (the README says how to allow it)
   echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# newer Debian moved jack_rec out of jackd2, into jack-example-tools
+if ! command -v jack_rec >/dev/null && apt-cache show jack-example-tools >/dev/null 2>&1; then
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends jack-example-tools >/dev/null
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -7,15 +7,19 @@ card and keeps what PortAudio played in a WAV file.
 
 from __future__ import annotations
 
+import csv
+import os
+import shutil
 import subprocess
 import sys
+import time
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, missing
 
 HS = [sys.executable, "-m", "handshake_score"]
 SAMPLE = ROOT / "scores" / "sample-loopback.score"
@@ -40,8 +44,6 @@ pcm.keep {{
 
 
 def env_with_home(home: Path) -> dict:
-    import os
-
     return {**os.environ, "HOME": str(home)}
 
 
@@ -69,3 +71,61 @@ def test_every_strike_sounds_through_the_card(tmp_path):
     level = np.abs(audio).max(axis=1)
     assert level.max() > 0.05 and level.max() < 1.0
     assert np.count_nonzero(level > 0.01) > 14 * 100
+
+
+# --- in time: JACK's dummy driver is a sound card paced by the clock, and jack_rec records it ---------
+
+JACK_SERVER = f"hs-test-{os.getpid()}"
+
+
+@pytest.fixture(scope="module")
+def jack():
+    """A JACK server on the dummy driver (real-time pacing, no hardware); its monitor ports
+    carry the mix of everything played, for jack_rec. Yields the environment that finds it."""
+    for tool in ("jackd", "jack_rec", "jack_lsp"):
+        if not shutil.which(tool):
+            missing(f"{tool} is not installed (scripts/setup.sh installs jackd2)")
+    log = open(os.devnull, "w")
+    server = subprocess.Popen(["jackd", "-n", JACK_SERVER, "-p", "32", "-d", "dummy", "-r", "44100", "-p", "256", "-m"],
+                              stdout=log, stderr=log)
+    env = {**os.environ, "JACK_DEFAULT_SERVER": JACK_SERVER}
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode != 0:
+            if server.poll() is not None or time.monotonic() > deadline:
+                missing("jackd would not start here")
+            time.sleep(0.05)
+        yield env
+    finally:
+        server.terminate()
+        server.wait(10)
+        log.close()
+
+
+def test_speakers_keep_time_through_a_paced_card(jack, tmp_path):
+    from test_play import score_of
+    from handshake_score.scorefile import save_score
+
+    kinds = ["syn", "syn-ack", "ack", "rst", "syn-retry", "syn-ack-retry"] * 2
+    save_score(score_of(np.arange(12) * 250 + np.array([0, 3, 7, 1, 9, 2, 5, 0, 8, 4, 6, 1]), kinds), "s.score")
+    rec = subprocess.Popen(["jack_rec", "-f", "heard.wav", "-d", "5", "-b", "16", "system:monitor_1", "system:monitor_2"],
+                           env=jack, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 5
+    while b" " not in subprocess.run(["jack_lsp", "-c", "system:monitor_1"], env=jack, capture_output=True).stdout:
+        assert time.monotonic() < deadline, "jack_rec did not connect"
+        time.sleep(0.02)
+    r = subprocess.run([*HS, "play", "s.score", "--to", "speakers", "--timing-log", "t.csv"], env=jack,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "speakers   12 strikes" in r.stderr
+    rec.wait(15)
+    from test_render import onsets, read_wav
+
+    audio, rate = read_wav("heard.wav")
+    heard = onsets(audio, rate)
+    struck = np.array(sorted(int(row["actual_ns"]) for row in csv.DictReader(open("t.csv"))))
+    assert len(heard) == 12, heard
+    # the same spacing, to 2 ms: the recording is sample-exact, so this is the performer's timing
+    error_ms = ((heard - heard[0]) - (struck - struck[0]) / 1e9) * 1e3
+    print("speakers spacing error, ms:", np.round(error_ms, 3))
+    assert np.abs(error_ms).max() < 2.0, error_ms

@@ -5,8 +5,10 @@ strike hands that callback a voice: the kind's sound (the very arrays
 ``hs render`` mixes), panned by the client host. So that a strike is placed to
 the sample and not merely to the next buffer, each voice is stamped with the
 stream's clock at the strike and starts :attr:`SpeakersPerformer.delay_s`
-later in output time: the stream's own latency plus a block, a constant, so
-the spacing of the notes is kept exactly.
+later in output time: how far ahead of the sound card the callback runs (as
+measured in the first callback; PortAudio's own ``latency`` says a period
+short under JACK) plus two blocks, a constant, so the spacing of the notes is
+kept to the sample.
 """
 
 from __future__ import annotations
@@ -54,18 +56,24 @@ class SpeakersPerformer(Performer):
         try:
             self.stream = sd.OutputStream(samplerate=rate, channels=2, dtype="float32", blocksize=BLOCK_FRAMES,
                                           latency="low", device=device, callback=self._fill)
+            self.underruns = 0
+            self._lead_s = None
+            self._measured = threading.Event()
             self.stream.start()
         except Exception as e:  # noqa: BLE001 - PortAudio's errors
             raise HandshakeScoreError(f"cannot open the sound output: {e}") from None
-        self.delay_s = self.stream.latency + BLOCK_FRAMES / rate
-        self.underruns = 0
+        self._measured.wait(1.0)
+        lead = self._lead_s if self._lead_s and self._lead_s > 0 else self.stream.latency
+        self.delay_s = max(lead, self.stream.latency) + 2 * BLOCK_FRAMES / rate
 
     def prepare(self, score, times_ns: np.ndarray) -> Part:
         self._kinds = score.notes["kind"].tolist()
         gains = host_gains(score.hosts) if score.hosts else np.full((1, 2), np.sqrt(0.5), np.float32)
         clients = score.notes["client"].astype(np.intp) if score.hosts else np.zeros(len(score), np.intp)
         self._gains = gains[clients]
-        return Part.on_time(times_ns)
+        # a release when each sound has rung out: the performance ends after the last one has
+        ring_ns = round((self.delay_s + max(len(x) for x in self.sounds) / self.rate) * 1e9)
+        return Part.on_time(times_ns, release_after_ns=ring_ns)
 
     def strike(self, note: int) -> None:
         self._voices.append((self.stream.time + self.delay_s, self.sounds[self._kinds[note]], self._gains[note]))
@@ -74,6 +82,9 @@ class SpeakersPerformer(Performer):
         """PortAudio's callback: mix what sounds in this buffer."""
         if status.output_underflow:
             self.underruns += 1
+        if self._lead_s is None:  # how far ahead of the card this callback runs
+            self._lead_s = when.outputBufferDacTime - when.currentTime
+            self._measured.set()
         out.fill(0)
         with self._lock:
             while self._voices:
