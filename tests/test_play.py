@@ -97,6 +97,7 @@ def test_pulses_at_their_times_and_widths():
     for _, width in wood + tin:
         assert abs(width - 15 * MS) < SLACK
     assert result.played == {"solenoids": 8} and result.dropped == {"solenoids": 0}
+    assert result.complete and result.passes == 1
 
 
 def test_stretch_spreads_the_pulses():
@@ -180,8 +181,9 @@ def test_an_exception_in_a_performer_leaves_every_pin_low():
     band = DEFAULT.updated({k: {"pulse_ms": 50.0, "restrike_ms": 200.0} for k in ("syn", "syn-retry", "ack")}, "long")
     score = score_of([0, 250, 500, 750], ["syn"] * 4)
     sol = SolenoidPerformer(band, dry_run=True)
-    with pytest.raises(RuntimeError, match="the performer broke"):
+    with pytest.raises(RuntimeError, match="the performer broke") as raised:
         perform(score, [sol, Boom()], stretch=1.0)
+    assert not raised.value.performance.complete and raised.value.performance.played["solenoids"] == 3
     for pin in pins(sol).values():
         assert pin.states[-1].state is False
     p = pulses(pins(sol)[17])

@@ -56,6 +56,7 @@ class Conductor(threading.Thread):
         self.refused: list[int] = []
         self.done = 0
         self.error: BaseException | None = None
+        self.completed = False     # the last pass reached its end (never, with loop)
         self.stopping = False
         self._wake = threading.Event()
         # set when run() ends; wait on this, not join(): a join() a signal interrupts marks
@@ -111,6 +112,7 @@ class Conductor(threading.Thread):
                     actual[j] = t
                     self.done = j + 1
                 if not self.loop:
+                    self.completed = True
                     return
                 t0 += self.period_ns
         except BaseException as e:  # noqa: BLE001 - handed to the main thread, which silences everything

@@ -95,9 +95,10 @@ def perform(
             if on_start is not None:
                 on_start(result)
             conductor.start()
-            while not conductor.finished.wait(PROGRESS_EVERY_S):
-                if on_progress is not None:
-                    on_progress(tally.progress())
+            # each wake takes Python's lock from the conductor: wake only to draw progress
+            every = PROGRESS_EVERY_S if on_progress is not None else None
+            while not conductor.finished.wait(every):
+                on_progress(tally.progress())
         except BaseException as e:  # noqa: BLE001 - raised again below, once all is quiet
             failure = e
         try:
@@ -106,7 +107,7 @@ def perform(
             failure = failure or e
         if conductor is not None:
             failure = failure or conductor.error
-            result.complete = failure is None and not conductor.stopping
+            result.complete = failure is None and conductor.completed
     if failure is not None:
         failure.performance = result
         raise failure
