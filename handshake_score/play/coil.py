@@ -20,7 +20,8 @@ MAX_ON_NS = 100_000_000         # no pulse longer than 100 ms, whatever the orch
 DUTY_CAP = 0.25                 # at most 25 % on ...
 DUTY_WINDOW_NS = 1_000_000_000  # ... over any 1 s
 PLAN_DUTY_CAP = 0.24            # the planner keeps a margin, so timing jitter never meets the hard cap
-WATCHDOG_SLACK_S = 0.0005  # the watchdog wakes this long after a coil's limit
+WATCHDOG_POLL_S = 0.02     # how often the watchdog looks for a coil that came on
+WATCHDOG_SLACK_S = 0.0005  # it wakes this long after a coil's limit
 
 
 class CoilRules:
@@ -71,10 +72,13 @@ class CoilRules:
 class Watchdog(threading.Thread):
     """Switches off any coil on for longer than :data:`MAX_ON_NS`, even when the
     scheduler thread stalls. ``coils`` have ``on_since`` (ns on the
-    ``perf_counter_ns`` clock, 0 when off) and ``force_off()``; a coil that switches
-    on calls :meth:`armed`. It sleeps until the earliest moment a coil that is on
-    would pass the limit, or until a coil comes on: not on a fixed tick, since every
-    wake takes Python's lock from the conductor, which may be about to strike."""
+    ``perf_counter_ns`` clock, 0 when off) and ``force_off()``.
+
+    It looks every :data:`WATCHDOG_POLL_S`, and when a coil is on it sleeps until
+    that coil would pass its limit instead. It is not woken by each strike: waking
+    a thread costs the striking thread tens of microseconds on this kind of machine,
+    and every wake takes Python's lock from the conductor, which may be about to strike.
+    """
 
     def __init__(self, coils, limit_ns: int = MAX_ON_NS - 5_000_000):
         super().__init__(name="hs-coil-watchdog", daemon=True)
@@ -84,15 +88,11 @@ class Watchdog(threading.Thread):
         self._halt = False
         self._wake = threading.Event()
 
-    def armed(self) -> None:
-        """A coil came on."""
-        self._wake.set()
-
     def run(self) -> None:
         clock = time.perf_counter_ns
         while not self._halt:
             now = clock()
-            due = None
+            wait = WATCHDOG_POLL_S
             for coil in self.coils:
                 since = coil.on_since
                 if since:
@@ -100,9 +100,8 @@ class Watchdog(threading.Thread):
                         coil.force_off()
                         self.tripped += 1
                     else:
-                        due = min(due or now + self.limit_ns, since + self.limit_ns)
-            self._wake.wait(None if due is None else max(0, due - now) / 1e9 + WATCHDOG_SLACK_S)
-            self._wake.clear()
+                        wait = min(wait, (since + self.limit_ns - now) / 1e9 + WATCHDOG_SLACK_S)
+            self._wake.wait(wait)
 
     def stop(self) -> None:
         self._halt = True

@@ -76,7 +76,6 @@ class Coil:
         self.on_since = 0         # perf_counter_ns when switched on; 0 while off
         self.closed = False
         self._armed: int | None = None  # the pulse ready() cleared for the next strike
-        self.watchdog = None            # told when the coil comes on
         self._lock = threading.Lock()
 
     def ready(self, at: int, pulse_ns: int) -> None:
@@ -100,9 +99,7 @@ class Coil:
             self.device.on()
             self.on_since = now
             self.rules.record(now, now + pulse_ns)
-        if self.watchdog is not None:
-            self.watchdog.armed()
-        return True
+            return True
 
     def release(self) -> None:
         with self._lock:
@@ -148,8 +145,6 @@ class SolenoidPerformer(Performer):
         self._by_kind = [(self.coils[index[orchestra[k].pin]], min(round(orchestra[k].pulse_ms * 1e6), MAX_ON_NS))
                          for k in Kind.ALL]
         self.watchdog = Watchdog(self.coils)
-        for coil in self.coils:
-            coil.watchdog = self.watchdog
         self.watchdog.start()
 
     def prepare(self, score, times_ns: np.ndarray) -> Part:
