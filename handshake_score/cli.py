@@ -320,7 +320,12 @@ def play(
     too_soon: Annotated[str, typer.Option("--too-soon", metavar="drop|defer", help="A strike that comes sooner than its coil may strike again: drop it, or defer it to the next allowed moment (within --defer-limit).")] = "drop",
     defer_limit: Annotated[float, typer.Option("--defer-limit", metavar="MS", help="With --too-soon defer: the longest a strike may be moved; later than that it is dropped.")] = 500.0,
     timing_log: Annotated[Optional[Path], typer.Option("--timing-log", metavar="FILE", help="Write a CSV of every strike: kind, scheduled_ns, actual_ns (time.perf_counter_ns), status.", show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing timing or pin log.")] = False,
+    live: Annotated[bool, typer.Option("--live", help="Strike the handshakes as they happen on the network (tcpdump, libpcap immediate mode; needs capture rights).")] = False,
+    interface: Annotated[Optional[str], typer.Option("-i", "--interface", metavar="IFACE", help="With --live: the interface (default: tcpdump's, the first up that is not a loopback).", show_default=False)] = None,
+    bpf: Annotated[str, typer.Option("-f", "--filter", metavar="BPF", help="With --live: the capture filter (libpcap syntax).")] = "tcp",
+    record: Annotated[Optional[Path], typer.Option("--record", metavar="FILE.pcapng", help="With --live: keep the capture (headers only), and write its score (scores/NAME.score) when it ends.", show_default=False)] = None,
+    duration: Annotated[Optional[float], typer.Option("--duration", metavar="S", help="With --live: stop after S seconds.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing timing or pin log (or recording and its score).")] = False,
 ):
     """Perform a score: on solenoids (gpiozero), a MIDI port, the speakers or the console, in real time or stretched.
 
@@ -331,8 +336,21 @@ def play(
         names = output_names()
         print("\n".join(names) if names else "no MIDI output ports here (is there an ALSA sequencer, /dev/snd/seq?)")
         return
+    if live:
+        if score_file is not None:
+            raise HandshakeScoreError("--live plays the network, not a score file: give one or the other")
+        for given, option in ((stretch != "1", "--stretch"), (max_gap is not None, "--max-gap"), (loop, "--loop"),
+                              (start is not None or until is not None, "--from/--until"), (timing_log is not None, "--timing-log")):
+            if given:
+                raise HandshakeScoreError(f"{option} is for a score; --live plays as it happens")
+        return _play_live(to or [], orchestra, interface, bpf, record, duration, port=port, dry_run=dry_run,
+                          pin_log=pin_log, force=force)
+    for given, option in ((interface is not None, "--interface"), (record is not None, "--record"),
+                          (duration is not None, "--duration"), (bpf != "tcp", "--filter")):
+        if given:
+            raise HandshakeScoreError(f"{option} is for --live")
     if score_file is None:
-        raise HandshakeScoreError("give a score file to play (hs score writes them), or --list-ports")
+        raise HandshakeScoreError("give a score file to play (hs score writes them), --live, or --list-ports")
     from .files import check_writable
     from .orchestra import load_orchestra
     from .timing import checked_max_gap, checked_stretch
@@ -341,14 +359,7 @@ def play(
     auto = stretch.strip().lower() == "auto"
     factor = None if auto else checked_stretch(_number(stretch, "--stretch"))
     checked_max_gap(max_gap)
-    if pin_log is not None and not ("solenoids" in who and dry_run):
-        raise HandshakeScoreError("--pin-log records the rehearsal pins: give --to solenoids --dry-run too")
-    if "midi" in who and port is None:
-        raise HandshakeScoreError("--to midi needs --port NAME (hs play --list-ports lists them)")
-    if port is not None and "midi" not in who:
-        raise HandshakeScoreError("--port is for --to midi: give that too")
-    if dry_run and "solenoids" not in who:
-        raise HandshakeScoreError("--dry-run rehearses the solenoids: give --to solenoids too")
+    _check_performer_options(who, port, dry_run, pin_log)
     for out in (timing_log, pin_log):
         if out is not None:
             check_writable(out, force)
@@ -386,6 +397,85 @@ def play(
         coils = ", every coil off" if "solenoids" in who else ""
         print(f"hs: stopped{passes}{coils}", file=sys.stderr)
         sys.exit(stopped)
+
+
+def _play_live(to, orchestra, interface, bpf, record, duration, *, port, dry_run, pin_log, force) -> None:
+    """hs play --live: tcpdump -> tracker -> performers, as it happens."""
+    import time
+
+    from .capture.live import LiveCapture
+    from .files import check_writable
+    from .orchestra import DEFAULT, load_orchestra
+    from .play.live import perform_live
+
+    who, end = _performers_and_end(to, None)
+    if end is not None:
+        raise HandshakeScoreError("--to TIME is for a score; --live ends with Ctrl-C or --duration")
+    if duration is not None and not duration > 0:
+        raise HandshakeScoreError(f"--duration must be a number of seconds above 0, not {duration:g}")
+    _check_performer_options(who, port, dry_run, pin_log)
+    score_out = Path("scores") / (_default_name([record]) + ".score") if record is not None else None
+    for out in (pin_log, record, score_out):
+        if out is not None:
+            check_writable(out, force)
+    band = load_orchestra(orchestra) if orchestra else DEFAULT
+    performers = _open_performers(who, band, port=port, dry_run=dry_run, too_soon="drop", defer_limit=0)
+    capture = LiveCapture(interface, bpf, record=record, force=force)
+    stopped = result = None
+    try:
+        capture.start()
+        print(f"hs: live on {interface or 'the default interface'} ({bpf or 'everything'}); Ctrl-C stops",
+              file=sys.stderr, flush=True)
+        until = None if duration is None else time.monotonic() + duration
+        result = perform_live(capture.batches, performers, band,
+                              running=lambda: capture.running and (until is None or time.monotonic() < until))
+    except (KeyboardInterrupt, SystemExit) as e:
+        stopped = 130 if isinstance(e, KeyboardInterrupt) else e.code
+        result = getattr(e, "performance", None)
+    finally:
+        for p in performers:  # perform_live silenced them; an early failure did not reach it
+            p.silence()
+            p.close()
+        capture.close()  # the recording complete, under its name
+        if pin_log is not None:
+            _write_pin_log(pin_log, performers, force)
+    if result is not None:
+        print(_live_report(result, performers), file=sys.stderr)
+    if record is not None:
+        from .score import compose
+        from .scorefile import save_score
+
+        made = compose([record], orchestra=band).score
+        save_score(made, score_out, force)
+        print(f"recorded    {record}\nscore       {score_out} ({len(made):,} notes, {made.attempts():,} attempts)",
+              file=sys.stderr)
+    if stopped is not None:
+        print(f"hs: stopped{', every coil off' if 'solenoids' in who else ''}", file=sys.stderr)
+        sys.exit(stopped)
+
+
+def _live_report(result, performers) -> str:
+    import numpy as np
+
+    lines = [f"live: {result.notes:,} notes"]
+    for name in result.played:
+        dropped = f" (dropped {result.dropped[name]:,}: too soon for the coil)" if result.dropped[name] else ""
+        lines.append(f"  {name:<10} {result.played[name]:,} strikes{dropped}")
+    if len(result.onset_ns):
+        p50, p99 = np.percentile(result.onset_ns, [50, 99]) / 1e6
+        lines.append(f"  from packet to strike: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    return "\n".join(lines)
+
+
+def _check_performer_options(who, port, dry_run, pin_log) -> None:
+    if pin_log is not None and not ("solenoids" in who and dry_run):
+        raise HandshakeScoreError("--pin-log records the rehearsal pins: give --to solenoids --dry-run too")
+    if "midi" in who and port is None:
+        raise HandshakeScoreError("--to midi needs --port NAME (hs play --list-ports lists them)")
+    if port is not None and "midi" not in who:
+        raise HandshakeScoreError("--port is for --to midi: give that too")
+    if dry_run and "solenoids" not in who:
+        raise HandshakeScoreError("--dry-run rehearses the solenoids: give --to solenoids too")
 
 
 def _performers_and_end(values: list[str], until: str | None) -> tuple[list[str], str | None]:

@@ -10,6 +10,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v tshark >/dev/null || missing+=(tshark)
 command -v dumpcap >/dev/null || missing+=(wireshark-common)
+# hs play --live: tcpdump in libpcap's immediate mode hands packets over as they pass
+command -v tcpdump >/dev/null || missing+=(tcpdump)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 # the tests play our MIDI files through a real synthesizer with a General MIDI soundfont
 command -v fluidsynth >/dev/null || missing+=(fluidsynth)

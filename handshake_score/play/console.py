@@ -40,20 +40,27 @@ class ConsolePerformer(Performer):
         self.prefix = CLEAR_LINE if tty else ""
 
     def prepare(self, score, times_ns: np.ndarray) -> Part:
-        notes = score.notes
         # lists, not numpy rows: a line is made at its strike, where every microsecond counts
-        origin = np.array([score.start_ns - (s.start_ns if s.start_ns is not None else score.start_ns)
-                           for s in score.sources] or [0], np.int64)
-        since = notes["time_ns"] + origin[np.clip(notes["source"].astype(np.int64) - 1, 0, len(origin) - 1)]
-        self._seconds = (since / 1e9).tolist()
-        self._kinds = notes["kind"].tolist()
-        self._routes = _Routes(score) if score.hosts else None
+        self._seconds: list[float] = []
+        self._kinds: list[int] = []
+        self._routes = None if "midi" in getattr(score, "options", {}) else _Routes()  # a MIDI file has no addresses
         width = max(map(len, Kind.ALL))
         pad = width if self._routes is not None else 0  # a column to line up only where more follows
         self._labels = [(f"\x1b[{COLOURS[k]}m{k.upper():<{pad}}\x1b[0m" if self.colour else f"{k.upper():<{pad}}")
                         for k in Kind.ALL]
         self._write, self._flush = self.stream.write, self.stream.flush
+        self.add(score, 0, len(score))
         return Part.on_time(times_ns)
+
+    def add(self, score, note: int, end: int | None = None) -> None:
+        notes = score.notes[note: note + 1 if end is None else end]
+        origin = np.array([score.start_ns - (s.start_ns if s.start_ns is not None else score.start_ns)
+                           for s in score.sources] or [0], np.int64)
+        since = notes["time_ns"] + origin[np.clip(notes["source"].astype(np.int64) - 1, 0, len(origin) - 1)]
+        self._seconds.extend((since / 1e9).tolist())
+        self._kinds.extend(notes["kind"].tolist())
+        if self._routes is not None:
+            self._routes.add(notes, [bracketed(h) for h in score.hosts])
 
     def strike(self, note: int) -> None:
         kind = self._kinds[note]
@@ -68,12 +75,15 @@ class _Routes:
     _BACK = {Kind.ALL.index(Kind.SYN_ACK), Kind.ALL.index(Kind.SYN_ACK_RETRY)}
     _RESET = Kind.ALL.index(Kind.RST)
 
-    def __init__(self, score):
-        notes = score.notes
-        hosts = [bracketed(h) for h in score.hosts]
-        self._client = [f"{hosts[h]}:{p}" for h, p in zip(notes["client"].tolist(), notes["client_port"].tolist())]
-        self._server = [f"{hosts[h]}:{p}" for h, p in zip(notes["server"].tolist(), notes["server_port"].tolist())]
-        self._attempt = notes["attempt"].tolist()
+    def __init__(self):
+        self._client: list[str] = []
+        self._server: list[str] = []
+        self._attempt: list[int] = []
+
+    def add(self, notes: np.ndarray, hosts: list[str]) -> None:
+        self._client.extend(f"{hosts[h]}:{p}" for h, p in zip(notes["client"].tolist(), notes["client_port"].tolist()))
+        self._server.extend(f"{hosts[h]}:{p}" for h, p in zip(notes["server"].tolist(), notes["server_port"].tolist()))
+        self._attempt.extend(notes["attempt"].tolist())
 
     def line(self, note: int, kind: int) -> str:
         a, b = self._client[note], self._server[note]

@@ -59,6 +59,12 @@ class MidiPortPerformer(Performer):
         events["action"][:n], events["action"][n:] = STRIKE, RELEASE
         return Part(events)
 
+    def add(self, score, note: int) -> None:
+        self._kinds.append(int(score.notes["kind"][note]))
+
+    def hold_ns(self, note: int) -> int:
+        return self._length_ns[self._kinds[note]]
+
     def strike(self, note: int) -> None:
         kind = self._kinds[note]
         self.port.send(self._on[kind])

@@ -59,6 +59,17 @@ class Performer:
         """Plan the part for ``score`` whose notes sound at ``times_ns`` (output ns)."""
         return Part.on_time(times_ns)
 
+    def live(self) -> None:
+        """The notes will come as they happen (:mod:`.live`), not from a plan: from now on
+        :meth:`strike` alone decides whether a note can be struck."""
+
+    def add(self, score, note: int) -> None:
+        """Live: note ``note`` was appended to ``score`` (after :meth:`prepare` on it)."""
+
+    def hold_ns(self, note: int) -> int | None:
+        """Live: how long after striking ``note`` to :meth:`release` it (None: no release)."""
+        return None
+
     def cue(self, note: int, at_ns: int) -> None:
         """Note ``note`` is due at ``at_ns`` (``perf_counter_ns``), 1-2 ms from now: do what
         can be done ahead, so :meth:`strike` has less to do."""

@@ -151,6 +151,17 @@ class SolenoidPerformer(Performer):
         self._kinds = score.notes["kind"].tolist()
         return plan(self._kinds, times_ns, self.orchestra, self.specs, self.too_soon, self.defer_limit_ns)
 
+    def live(self) -> None:
+        # no plan: each coil holds its re-strike interval itself, with the planner's duty margin
+        for spec, coil in zip(self.specs, self.coils):
+            coil.rules = CoilRules(spec.restrike_ns, PLAN_DUTY_CAP)
+
+    def add(self, score, note: int) -> None:
+        self._kinds.append(int(score.notes["kind"][note]))
+
+    def hold_ns(self, note: int) -> int:
+        return self._by_kind[self._kinds[note]][1]
+
     def cue(self, note: int, at_ns: int) -> None:
         coil, pulse_ns = self._by_kind[self._kinds[note]]
         coil.ready(at_ns, pulse_ns)

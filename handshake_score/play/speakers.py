@@ -67,13 +67,19 @@ class SpeakersPerformer(Performer):
         self.delay_s = max(lead, self.stream.latency) + 2 * BLOCK_FRAMES / rate
 
     def prepare(self, score, times_ns: np.ndarray) -> Part:
-        self._kinds = score.notes["kind"].tolist()
-        gains = host_gains(score.hosts) if score.hosts else np.full((1, 2), np.sqrt(0.5), np.float32)
-        clients = score.notes["client"].astype(np.intp) if score.hosts else np.zeros(len(score), np.intp)
-        self._gains = gains[clients]
+        self._kinds, self._gains = [], []
+        self.add(score, 0, len(score))
         # a release when each sound has rung out: the performance ends after the last one has
         ring_ns = round((self.delay_s + max(len(x) for x in self.sounds) / self.rate) * 1e9)
         return Part.on_time(times_ns, release_after_ns=ring_ns)
+
+    def add(self, score, note: int, end: int | None = None) -> None:
+        notes = score.notes[note: note + 1 if end is None else end]
+        self._kinds.extend(notes["kind"].tolist())
+        if score.hosts:
+            self._gains.extend(host_gains(score.hosts)[notes["client"].astype(np.intp)])
+        else:  # a MIDI file's notes: no hosts, in the middle
+            self._gains.extend([np.full(2, np.sqrt(0.5), np.float32)] * len(notes))
 
     def strike(self, note: int) -> None:
         self._voices.append((self.stream.time + self.delay_s, self.sounds[self._kinds[note]], self._gains[note]))
@@ -115,5 +121,6 @@ class SpeakersPerformer(Performer):
 
     def close(self) -> None:
         self.silence()
-        self.stream.stop()
-        self.stream.close()
+        if not self.stream.closed:
+            self.stream.stop()
+            self.stream.close()

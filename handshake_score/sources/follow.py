@@ -1,4 +1,5 @@
-"""Following a pcapng file while it is written (``tail -f`` for captures).
+"""Following a capture while it is written (``tail -f`` for captures): a pcapng
+file dumpcap writes, or a pcap or pcapng stream on a pipe (``tcpdump -w -``).
 
 dumpcap flushes its output as it goes, but a flush can end anywhere, even in
 the middle of a block. :class:`FollowReader` reads only whole blocks (pcapng
@@ -24,6 +25,7 @@ from typing import BinaryIO, Iterator
 from ..errors import CaptureError
 from ..segments import TcpBatch
 from .decode import decode
+from .pcap import HEADER, MAGICS, PcapFile
 from .pcapng import SHB, PcapngFile
 
 __all__ = ["FollowReader"]
@@ -51,7 +53,8 @@ class FollowReader:
         self.whole_bytes = 0
         self.size = 0
         self._f = f
-        self._source: PcapngFile | None = None
+        self._head = b""  # a pipe's first bytes, read before the format is known
+        self._source: PcapngFile | PcapFile | None = None
         self._consumed = 0  # bytes at the buffer's front already read, to drop first
         self._need = 0
         self._closed = False
@@ -70,12 +73,24 @@ class FollowReader:
             except OSError as e:
                 raise CaptureError(self.path, f"cannot read: {e.strerror or e}") from None
         if self._source is None:
-            head = os.pread(self._f.fileno(), 4, 0)
+            if not self._f.seekable():  # a pipe: what is read of it is gone, so keep it as the head
+                got = self._f.read(HEADER - len(self._head))  # None: nothing yet on a non-blocking pipe
+                self._head += got or b""
+                head = self._head
+            else:
+                head = os.pread(self._f.fileno(), HEADER, 0)
             if len(head) < 4:  # nothing written yet: look again later
                 return False
-            if int.from_bytes(head, "little") != SHB:
-                raise CaptureError(self.path, "not a pcapng file (only pcapng can be followed while it is written)")
-            self._source = PcapngFile(self._f, self.path, b"", self.chunk_size)
+            magic = int.from_bytes(head[:4], "little")
+            if magic == SHB:
+                self._source = PcapngFile(self._f, self.path, self._head, self.chunk_size)
+            elif magic in MAGICS and self._head:  # the pcap header is only read whole from a pipe
+                if len(head) < HEADER:
+                    return False
+                self._source = PcapFile(self._f, self.path, head, self.chunk_size)
+            else:
+                raise CaptureError(self.path, "not a pcapng file (only pcapng, or pcap on a pipe, can be "
+                                   "followed while it is written)")
         return True
 
     def batches(self) -> Iterator[TcpBatch]:

@@ -1,0 +1,149 @@
+"""A live performance: each handshake packet struck as it arrives.
+
+The same tracker as for files is fed packet batches as they come; each note it
+makes is appended to a :class:`LiveScore` (a score that grows) and struck at
+once by every performer, from the calling thread, which also lets each strike
+go when its performer says (:meth:`~.performer.Performer.hold_ns`) and hears
+the signals. Nothing is queued: a note a coil cannot take in time (too soon
+after its last strike, or past its duty cap) is dropped and counted, so a busy
+link never builds a backlog. The score of a recorded live performance is made
+from its capture file afterwards, exactly as ``hs score`` would.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..score import KIND_CODE, NO_DELAY, NOTE, Source
+from ..segments import address
+from ..tracker import HandshakeTracker, Note
+from .performance import Performance, _stop
+from .performer import Performer
+
+IDLE_TICK_S = 0.1  # on a quiet wire, let the tracker's clock move this often
+
+
+class LiveScore:
+    """A score that grows: notes appended as the tracker makes them (outcome and delays
+    unknown yet), hosts as they appear. Times are ns since the first note's packet."""
+
+    def __init__(self, orchestra):
+        self._rows = np.zeros(1024, NOTE)
+        self.n = 0
+        self.hosts: list[str] = []
+        self.sources: list[Source] = []
+        self.start_ns: int | None = None
+        self.orchestra = orchestra
+        self._hosts: dict[bytes, int] = {}
+        self._attempts: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def notes(self) -> np.ndarray:
+        """The notes so far (a view: appending may move them)."""
+        return self._rows[: self.n]
+
+    def append(self, note: Note) -> int:
+        """The note's index."""
+        if self.n == len(self._rows):
+            self._rows = np.concatenate([self._rows, np.zeros(len(self._rows), NOTE)])
+        if self.start_ns is None:
+            self.start_ns = note.time_ns
+        h = note.handshake
+        flow = h.flow
+        row = self._rows[self.n]
+        row["time_ns"] = note.time_ns - self.start_ns
+        row["kind"] = KIND_CODE[note.kind]
+        row["attempt"] = self._attempts.setdefault(h.id, len(self._attempts) + 1)
+        row["client"], row["server"] = self._host(flow[:16]), self._host(flow[18:34])
+        row["client_port"] = int.from_bytes(flow[16:18], "big")
+        row["server_port"] = int.from_bytes(flow[34:36], "big")
+        row["syn_to_syn_ack_ns"] = row["syn_ack_to_ack_ns"] = NO_DELAY
+        row["source"] = 1
+        self.n += 1
+        return self.n - 1
+
+    def _host(self, raw: bytes) -> int:
+        i = self._hosts.get(raw)
+        if i is None:
+            i = self._hosts[raw] = len(self.hosts)
+            self.hosts.append(str(address(raw)))
+        return i
+
+
+def perform_live(
+    batches: Callable[[float | None], Iterator],
+    performers: list[Performer],
+    orchestra,
+    *,
+    tracker: HandshakeTracker | None = None,
+    running: Callable[[], bool] = lambda: True,
+    on_note: Callable[[LiveScore, int], None] | None = None,
+) -> Performance:
+    """Strike every handshake packet ``batches(timeout_s)`` brings, as it comes, until
+    ``running()`` says no (or an exception, Ctrl-C, SIGTERM). ``Performance.onset_ns``
+    holds, per strike, the wall-clock delay from the packet's capture timestamp to the
+    performer's call."""
+    tracker = tracker or HandshakeTracker()
+    score = LiveScore(orchestra)
+    result = Performance(0, 0, passes=1)
+    for p in performers:
+        result.played[p.name] = result.dropped[p.name] = result.refused[p.name] = result.deferred[p.name] = 0
+    latencies: list[int] = []
+    releases: list[tuple[int, int, int, int]] = []  # (due perf_counter_ns, order, performer, note)
+    failure = None
+    try:
+        for p in performers:
+            p.prepare(score, np.zeros(0, np.int64))
+            p.live()
+        order = 0
+        while running():
+            now = time.perf_counter_ns()
+            while releases and releases[0][0] <= now:
+                _, _, k, i = heapq.heappop(releases)
+                performers[k].release(i)
+            wait = IDLE_TICK_S if not releases else max(0.0, (releases[0][0] - now) / 1e9)
+            for batch in batches(min(wait, IDLE_TICK_S)):
+                for note in tracker.feed_batch(batch):
+                    i = score.append(note)
+                    for p in performers:
+                        p.add(score, i)
+                    for k, p in enumerate(performers):
+                        called = time.time_ns()
+                        if p.strike(i) is False:
+                            result.dropped[p.name] += 1
+                            continue
+                        latencies.append(called - note.time_ns)
+                        result.played[p.name] += 1
+                        hold = p.hold_ns(i)
+                        if hold is not None:
+                            order += 1
+                            heapq.heappush(releases, (time.perf_counter_ns() + hold, order, k, i))
+                    if on_note is not None:
+                        on_note(score, i)
+            tracker.tick(time.time_ns())  # on a quiet wire too, attempts past their timeout leave
+        while releases:  # the end: the last strikes get their whole pulse
+            due, _, k, i = heapq.heappop(releases)
+            time.sleep(max(0, due - time.perf_counter_ns()) / 1e9)
+            performers[k].release(i)
+    except BaseException as e:  # noqa: BLE001 - raised again below, once all is quiet
+        failure = e
+    try:
+        failure = _stop(None, performers) or failure
+    except BaseException as e:  # noqa: BLE001
+        failure = failure or e
+    result.notes = len(score)
+    result.length_ns = int(score.notes["time_ns"].max()) if len(score) else 0
+    result.onset_ns = np.array(latencies, np.int64)
+    result.complete = failure is None
+    if failure is not None:
+        failure.performance = result
+        raise failure
+    return result
+
