@@ -26,7 +26,7 @@ from ..files import check_writable
 from ..segments import TcpBatch
 from ..sources.follow import FollowReader
 from .dumpcap import c_locale
-from .session import _stop_with_parent
+from .session import stop_with_parent
 
 DEFAULT_SNAPLEN = 128  # headers only, as hs capture keeps
 
@@ -98,7 +98,7 @@ class LiveCapture:
         command = [tcpdump, *(["-i", self.interface] if self.interface else []), "-U", "--immediate-mode", "-n", "-s", str(self.snaplen),
                    "--time-stamp-precision=nano", "-w", "-", *([self.bpf] if self.bpf else [])]
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-                                     env=c_locale(), preexec_fn=_stop_with_parent(os.getpid()))
+                                     env=c_locale(), preexec_fn=stop_with_parent(os.getpid()))
         os.set_blocking(self.proc.stdout.fileno(), False)
         source = self.proc.stdout
         if self.record is not None:

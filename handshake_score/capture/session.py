@@ -205,7 +205,7 @@ class _Run:
             raise HandshakeScoreError(f"{folder}: cannot create the folder: {e.strerror or e}") from None
         try:
             proc = subprocess.Popen(plan.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, env=c_locale(), preexec_fn=_stop_with_parent(os.getpid()))
+                                    stderr=subprocess.PIPE, env=c_locale(), preexec_fn=stop_with_parent(os.getpid()))
         except PermissionError:  # not in the group that may run it (Debian's setuid-less setup)
             _remove_folder(folder, made_folder)
             raise HandshakeScoreError(no_permission(plan.interface, plan.dumpcap)) from None
@@ -376,8 +376,8 @@ class _Run:
         return result
 
 
-def _stop_with_parent(parent: int):
-    """What dumpcap's process runs before dumpcap starts: should hs die without stopping it
+def stop_with_parent(parent: int):
+    """What a capture child (dumpcap, tcpdump) runs before it starts: should hs die without stopping it
     (``kill -9``), the kernel sends dumpcap SIGINT, its clean stop, so no capture runs on
     unwatched. Linux only; exec clears it for a dumpcap with file capabilities (the
     non-root setup), where ``kill -9`` of hs still leaves dumpcap capturing."""

@@ -21,7 +21,7 @@ import numpy as np
 from ..score import KIND_CODE, NO_DELAY, NOTE, Source
 from ..segments import address
 from ..tracker import HandshakeTracker, Note
-from .performance import Performance, _stop
+from .performance import Performance, stop_and_silence
 from .performer import Performer
 
 IDLE_TICK_S = 0.1  # on a quiet wire, let the tracker's clock move this often
@@ -135,7 +135,7 @@ def perform_live(
     except BaseException as e:  # noqa: BLE001 - raised again below, once all is quiet
         failure = e
     try:
-        failure = _stop(None, performers) or failure
+        failure = stop_and_silence(None, performers) or failure
     except BaseException as e:  # noqa: BLE001
         failure = failure or e
     result.notes = len(score)

@@ -102,7 +102,7 @@ def perform(
         except BaseException as e:  # noqa: BLE001 - raised again below, once all is quiet
             failure = e
         try:
-            failure = _stop(conductor, performers) or failure
+            failure = stop_and_silence(conductor, performers) or failure
         except BaseException as e:  # noqa: BLE001 - a stop signal held during the clean-up, delivered as it ended
             failure = failure or e
         if conductor is not None:
@@ -114,7 +114,7 @@ def perform(
     return result
 
 
-def _stop(conductor: Conductor | None, performers: list[Performer]) -> BaseException | None:
+def stop_and_silence(conductor: Conductor | None, performers: list[Performer]) -> BaseException | None:
     """The conductor stopped and every performer silenced and closed, with the stop signals
     held until then, so a second Ctrl-C cannot cut this short; then the conductor's last
     pass counted. Returns what interrupted it (a signal that came just before it held
