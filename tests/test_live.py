@@ -60,9 +60,11 @@ def test_every_handshake_struck_once_in_order_as_it_happens(tcpdump):
             done.set()
 
         threading.Thread(target=traffic, daemon=True).start()
-        result = perform_live(live.batches, [MidiPortPerformer(port, DEFAULT), ConsolePerformer(out)], DEFAULT,
-                              running=lambda: not done.is_set())
-        live.close()
+        try:
+            result = perform_live(live.batches, [MidiPortPerformer(port, DEFAULT), ConsolePerformer(out)], DEFAULT,
+                                  running=lambda: not done.is_set())
+        finally:
+            live.close()
     lines = out.getvalue().splitlines()
     kinds = [line.split()[1] for line in lines]
     # 6 complete handshakes (SYN, SYN-ACK, ACK) and 2 refused (SYN, RST), each once, in order
@@ -149,3 +151,22 @@ def test_live_solenoids_hold_their_limits_with_no_plan():
     assert [len(pulses(pins[p])) for p in (17, 27, 22)] == [1, 1, 1]
     assert result.played == {"solenoids": 3} and result.dropped == {"solenoids": 11} and result.notes == 14
     assert all(abs(w - 15_000_000) < 4_000_000 for p in (17, 27, 22) for _, w in pulses(pins[p]))
+
+
+def test_tcpdump_does_not_outlive_a_killed_hs(tcpdump):
+    p = subprocess.Popen([*HS, "play", "--live", "-i", "lo", "--filter", "tcp port 9"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    started = ""
+    while "Ctrl-C stops" not in started:
+        line = p.stderr.readline()
+        if not line:
+            missing(f"hs play --live cannot capture here: {started}")
+        started += line
+    child = subprocess.run(["pgrep", "-P", str(p.pid), "tcpdump"], capture_output=True, text=True).stdout.split()
+    assert len(child) == 1
+    p.kill()  # no clean-up runs: the kernel's parent-death signal must stop tcpdump
+    p.wait()
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{child[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child[0]}").exists() or "Z" in Path(f"/proc/{child[0]}/stat").read_text().split()[2]

@@ -95,7 +95,10 @@ class LiveCapture:
         if tcpdump is None:
             raise HandshakeScoreError("hs play --live needs tcpdump (Debian: apt install tcpdump), "
                                       "for libpcap's immediate mode")
-        command = [tcpdump, *(["-i", self.interface] if self.interface else []), "-U", "--immediate-mode", "-n", "-s", str(self.snaplen),
+        # as root, tcpdump would switch to its own user once capturing, and that change
+        # clears the parent-death signal: stay root, so it still stops if hs is killed
+        command = [tcpdump, *(["-Z", "root"] if os.geteuid() == 0 else []),
+                   *(["-i", self.interface] if self.interface else []), "-U", "--immediate-mode", "-n", "-s", str(self.snaplen),
                    "--time-stamp-precision=nano", "-w", "-", *([self.bpf] if self.bpf else [])]
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
                                      env=c_locale(), preexec_fn=stop_with_parent(os.getpid()))
