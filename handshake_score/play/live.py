@@ -25,6 +25,7 @@ from .performance import Performance, stop_and_silence
 from .performer import Performer
 
 IDLE_TICK_S = 0.1  # on a quiet wire, let the tracker's clock move this often
+SMALL_BATCH = 512
 
 
 class LiveScore:
@@ -110,7 +111,10 @@ def perform_live(
                 performers[k].release(i)
             wait = IDLE_TICK_S if not releases else max(0.0, (releases[0][0] - now) / 1e9)
             for batch in batches(min(wait, IDLE_TICK_S)):
-                for note in tracker.feed_batch(batch):
+                # a few packets at a time: the tracker takes them all sooner than the prefilter
+                # (made for files) picks among them
+                notes = tracker.feed(batch.select()) if len(batch) < SMALL_BATCH else tracker.feed_batch(batch)
+                for note in notes:
                     i = score.append(note)
                     for p in performers:
                         p.add(score, i)
