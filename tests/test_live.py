@@ -170,3 +170,36 @@ def test_tcpdump_does_not_outlive_a_killed_hs(tcpdump):
     while Path(f"/proc/{child[0]}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{child[0]}").exists() or "Z" in Path(f"/proc/{child[0]}/stat").read_text().split()[2]
+
+
+def test_a_handshake_split_over_many_small_batches_is_whole():
+    # packets a few at a time, as a quiet link brings them: every ACK still completes its handshake
+    from handshake_score.sources import CaptureReader
+
+    class One:
+        """A batch of one segment."""
+
+        def __init__(self, segment):
+            self.segment = segment
+
+        def __len__(self):
+            return 1
+
+        def select(self, which=None):
+            return self.segment
+
+    path = Path(__file__).resolve().parent.parent / "captures" / "example-loopback.pcapng"
+    segments = np.concatenate(list(CaptureReader(path)))
+    batches = iter([One(segments[i:i + 1]) for i in range(len(segments))])
+    over, out = [], io.StringIO()
+
+    def feed(timeout_s):
+        batch = next(batches, None)
+        if batch is None:
+            over.append(True)
+            return
+        yield batch
+
+    result = perform_live(feed, [ConsolePerformer(out)], DEFAULT, running=lambda: not over)
+    kinds = [line.split()[1] for line in out.getvalue().splitlines()]
+    assert kinds == [k.upper() for k in compose([path]).score.kinds()] and result.notes == 14

@@ -25,7 +25,6 @@ from .performance import Performance, stop_and_silence
 from .performer import Performer
 
 IDLE_TICK_S = 0.1  # on a quiet wire, let the tracker's clock move this often
-SMALL_BATCH = 512
 
 
 class LiveScore:
@@ -104,6 +103,7 @@ def perform_live(
             p.prepare(score, np.zeros(0, np.int64))
             p.live()
         order = 0
+        clock = None  # (the last packet's capture time, the monotonic time it was read): the wire's clock
         while running():
             now = time.perf_counter_ns()
             while releases and releases[0][0] <= now:
@@ -111,10 +111,13 @@ def perform_live(
                 performers[k].release(i)
             wait = IDLE_TICK_S if not releases else max(0.0, (releases[0][0] - now) / 1e9)
             for batch in batches(min(wait, IDLE_TICK_S)):
-                # a few packets at a time: the tracker takes them all sooner than the prefilter
-                # (made for files) picks among them
-                notes = tracker.feed(batch.select()) if len(batch) < SMALL_BATCH else tracker.feed_batch(batch)
-                for note in notes:
+                # every segment to the tracker: a few packets at a time, it takes them all sooner
+                # than the prefilter (made for files) picks among them; and the prefilter must see
+                # every batch or none, or it forgets a SYN-ACK whose ACK comes in a later batch
+                segments = batch.select()
+                if len(segments):
+                    clock = (int(segments["time_ns"].max()), time.monotonic_ns())
+                for note in tracker.feed(segments):
                     i = score.append(note)
                     for p in performers:
                         p.add(score, i)
@@ -131,7 +134,8 @@ def perform_live(
                             heapq.heappush(releases, (time.perf_counter_ns() + hold, order, k, i))
                     if on_note is not None:
                         on_note(score, i)
-            tracker.tick(time.time_ns())  # on a quiet wire too, attempts past their timeout leave
+            if clock is not None:  # on a quiet wire too, attempts past their timeout leave
+                tracker.tick(clock[0] + time.monotonic_ns() - clock[1])
         while releases:  # the end: the last strikes get their whole pulse
             due, _, k, i = heapq.heappop(releases)
             time.sleep(max(0, due - time.perf_counter_ns()) / 1e9)
