@@ -37,6 +37,24 @@ def tcpdump():
     return path
 
 
+EXAMPLE = Path(__file__).resolve().parent.parent / "captures" / "example-loopback.pcapng"
+
+
+def one_batch_a_call(batches):
+    """``perform_live``'s packet source and ``running`` from an iterable of batches: one batch
+    each call, as a quiet link brings them, until there are none."""
+    batches, over = iter(batches), []
+
+    def feed(timeout_s):
+        batch = next(batches, None)
+        if batch is None:
+            over.append(True)
+            return
+        yield batch
+
+    return feed, lambda: not over
+
+
 def filter_for(*ports: int) -> str:
     return " or ".join(f"tcp port {p}" for p in ports)
 
@@ -135,18 +153,9 @@ def test_live_solenoids_hold_their_limits_with_no_plan():
     from handshake_score.sources import CaptureReader
     from test_play import pulses
 
-    batches = iter(CaptureReader(Path(__file__).resolve().parent.parent / "captures" / "example-loopback.pcapng").batches())
-    over = []
-
-    def feed(timeout_s):
-        batch = next(batches, None)
-        if batch is None:
-            over.append(True)
-            return
-        yield batch
-
+    feed, running = one_batch_a_call(CaptureReader(EXAMPLE).batches())
     sol = SolenoidPerformer(DEFAULT, dry_run=True)
-    result = perform_live(feed, [sol], DEFAULT, running=lambda: not over)
+    result = perform_live(feed, [sol], DEFAULT, running=running)
     pins = {s.pin: c.pin for s, c in zip(sol.specs, sol.coils)}
     assert [len(pulses(pins[p])) for p in (17, 27, 22)] == [1, 1, 1]
     assert result.played == {"solenoids": 3} and result.dropped == {"solenoids": 11} and result.notes == 14
@@ -188,18 +197,9 @@ def test_a_handshake_split_over_many_small_batches_is_whole():
         def select(self, which=None):
             return self.segment
 
-    path = Path(__file__).resolve().parent.parent / "captures" / "example-loopback.pcapng"
-    segments = np.concatenate(list(CaptureReader(path)))
-    batches = iter([One(segments[i:i + 1]) for i in range(len(segments))])
-    over, out = [], io.StringIO()
-
-    def feed(timeout_s):
-        batch = next(batches, None)
-        if batch is None:
-            over.append(True)
-            return
-        yield batch
-
-    result = perform_live(feed, [ConsolePerformer(out)], DEFAULT, running=lambda: not over)
+    segments = np.concatenate(list(CaptureReader(EXAMPLE)))
+    feed, running = one_batch_a_call(One(segments[i:i + 1]) for i in range(len(segments)))
+    out = io.StringIO()
+    result = perform_live(feed, [ConsolePerformer(out)], DEFAULT, running=running)
     kinds = [line.split()[1] for line in out.getvalue().splitlines()]
-    assert kinds == [k.upper() for k in compose([path]).score.kinds()] and result.notes == 14
+    assert kinds == [k.upper() for k in compose([EXAMPLE]).score.kinds()] and result.notes == 14
