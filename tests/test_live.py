@@ -55,6 +55,19 @@ def one_batch_a_call(batches):
     return feed, lambda: not over
 
 
+class One:
+    """A batch of one segment."""
+
+    def __init__(self, segment):
+        self.segment = segment
+
+    def __len__(self):
+        return 1
+
+    def select(self, which=None):
+        return self.segment
+
+
 def filter_for(*ports: int) -> str:
     return " or ".join(f"tcp port {p}" for p in ports)
 
@@ -185,21 +198,22 @@ def test_a_handshake_split_over_many_small_batches_is_whole():
     # packets a few at a time, as a quiet link brings them: every ACK still completes its handshake
     from handshake_score.sources import CaptureReader
 
-    class One:
-        """A batch of one segment."""
-
-        def __init__(self, segment):
-            self.segment = segment
-
-        def __len__(self):
-            return 1
-
-        def select(self, which=None):
-            return self.segment
-
     segments = np.concatenate(list(CaptureReader(EXAMPLE)))
     feed, running = one_batch_a_call(One(segments[i:i + 1]) for i in range(len(segments)))
     out = io.StringIO()
     result = perform_live(feed, [ConsolePerformer(out)], DEFAULT, running=running)
     kinds = [line.split()[1] for line in out.getvalue().splitlines()]
     assert kinds == [k.upper() for k in compose([EXAMPLE]).score.kinds()] and result.notes == 14
+
+
+def test_a_live_score_is_a_ring_of_the_same_memory():
+    # 14 notes through a ring of 4 slots: every line right, though every slot is reused
+    from handshake_score.sources import CaptureReader
+
+    segments = np.concatenate(list(CaptureReader(EXAMPLE)))
+    out = io.StringIO()
+    feed, running = one_batch_a_call(One(segments[i:i + 1]) for i in range(len(segments)))
+    result = perform_live(feed, [ConsolePerformer(out)], DEFAULT, running=running, capacity=4)
+    lines = out.getvalue().splitlines()
+    assert [line.split()[1] for line in lines] == [k.upper() for k in compose([EXAMPLE]).score.kinds()]
+    assert lines[-1].split()[2] == "[::1]:49498" and result.notes == 14

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..score import bracketed
 from ..tracker import Kind
-from .performer import Part, Performer
+from .performer import Part, Performer, keep
 
 COLOURS = {  # ANSI SGR, by kind: requests warm, responses cool, resets red
     Kind.SYN: "33", Kind.SYN_RETRY: "2;33", Kind.SYN_ACK: "36", Kind.SYN_ACK_RETRY: "2;36",
@@ -57,10 +57,10 @@ class ConsolePerformer(Performer):
         origin = np.array([score.start_ns - (s.start_ns if s.start_ns is not None else score.start_ns)
                            for s in score.sources] or [0], np.int64)
         since = notes["time_ns"] + origin[np.clip(notes["source"].astype(np.int64) - 1, 0, len(origin) - 1)]
-        self._seconds.extend((since / 1e9).tolist())
-        self._kinds.extend(notes["kind"].tolist())
+        keep(self._seconds, note, (since / 1e9).tolist())
+        keep(self._kinds, note, notes["kind"].tolist())
         if self._routes is not None:
-            self._routes.add(notes, [bracketed(h) for h in score.hosts])
+            self._routes.add(note, notes, [bracketed(h) for h in score.hosts])
 
     def strike(self, note: int) -> None:
         kind = self._kinds[note]
@@ -80,10 +80,10 @@ class _Routes:
         self._server: list[str] = []
         self._attempt: list[int] = []
 
-    def add(self, notes: np.ndarray, hosts: list[str]) -> None:
-        self._client.extend(f"{hosts[h]}:{p}" for h, p in zip(notes["client"].tolist(), notes["client_port"].tolist()))
-        self._server.extend(f"{hosts[h]}:{p}" for h, p in zip(notes["server"].tolist(), notes["server_port"].tolist()))
-        self._attempt.extend(notes["attempt"].tolist())
+    def add(self, first: int, notes: np.ndarray, hosts: list[str]) -> None:
+        keep(self._client, first, [f"{hosts[h]}:{p}" for h, p in zip(notes["client"].tolist(), notes["client_port"].tolist())])
+        keep(self._server, first, [f"{hosts[h]}:{p}" for h, p in zip(notes["server"].tolist(), notes["server_port"].tolist())])
+        keep(self._attempt, first, notes["attempt"].tolist())
 
     def line(self, note: int, kind: int) -> str:
         a, b = self._client[note], self._server[note]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import time
+from array import array
 from typing import Callable, Iterator
 
 import numpy as np
@@ -21,53 +22,56 @@ import numpy as np
 from ..score import KIND_CODE, NO_DELAY, NOTE, Source
 from ..segments import address
 from ..tracker import HandshakeTracker, Note
-from .performance import Performance, stop_and_silence
+from .performance import MAX_ONSETS, Performance, stop_and_silence
 from .performer import Performer
 
 IDLE_TICK_S = 0.1  # on a quiet wire, let the tracker's clock move this often
+RING = 1 << 16     # notes a live score holds: far more than sound within one longest release
 
 
 class LiveScore:
     """A score that grows: notes appended as the tracker makes them (outcome and delays
-    unknown yet), hosts as they appear. Times are ns since the first note's packet."""
+    unknown yet), hosts as they appear. Times are ns since the first note's packet.
 
-    def __init__(self, orchestra):
-        self._rows = np.zeros(1024, NOTE)
-        self.n = 0
+    The notes are a ring of ``capacity`` rows, so a performance that runs for months keeps
+    the same memory: a note's index (its slot) is reused ``capacity`` notes later, long
+    after its strike was let go. Performers keep their own per-note values by slot too."""
+
+    def __init__(self, orchestra, capacity: int = RING):
+        self._rows = np.zeros(capacity, NOTE)
+        self.n = 0  # notes appended, all told
         self.hosts: list[str] = []
         self.sources: list[Source] = []
         self.start_ns: int | None = None
         self.orchestra = orchestra
         self._hosts: dict[bytes, int] = {}
-        self._attempts: dict[int, int] = {}
 
     def __len__(self) -> int:
-        return self.n
+        return min(self.n, len(self._rows))
 
     @property
     def notes(self) -> np.ndarray:
-        """The notes so far (a view: appending may move them)."""
-        return self._rows[: self.n]
+        """The notes in the ring, by slot."""
+        return self._rows[: len(self)]
 
     def append(self, note: Note) -> int:
-        """The note's index."""
-        if self.n == len(self._rows):
-            self._rows = np.concatenate([self._rows, np.zeros(len(self._rows), NOTE)])
+        """The note's slot."""
         if self.start_ns is None:
             self.start_ns = note.time_ns
         h = note.handshake
         flow = h.flow
-        row = self._rows[self.n]
+        slot = self.n % len(self._rows)
+        row = self._rows[slot]
         row["time_ns"] = note.time_ns - self.start_ns
         row["kind"] = KIND_CODE[note.kind]
-        row["attempt"] = self._attempts.setdefault(h.id, len(self._attempts) + 1)
+        row["attempt"] = h.id  # the tracker's own number: no table of them to grow
         row["client"], row["server"] = self._host(flow[:16]), self._host(flow[18:34])
         row["client_port"] = int.from_bytes(flow[16:18], "big")
         row["server_port"] = int.from_bytes(flow[34:36], "big")
         row["syn_to_syn_ack_ns"] = row["syn_ack_to_ack_ns"] = NO_DELAY
         row["source"] = 1
         self.n += 1
-        return self.n - 1
+        return slot
 
     def _host(self, raw: bytes) -> int:
         i = self._hosts.get(raw)
@@ -85,17 +89,18 @@ def perform_live(
     tracker: HandshakeTracker | None = None,
     running: Callable[[], bool] = lambda: True,
     on_note: Callable[[LiveScore, int], None] | None = None,
+    capacity: int = RING,
 ) -> Performance:
     """Strike every handshake packet ``batches(timeout_s)`` brings, as it comes, until
     ``running()`` says no (or an exception, Ctrl-C, SIGTERM). ``Performance.onset_ns``
     holds, per strike, the wall-clock delay from the packet's capture timestamp to the
-    performer's call."""
+    performer's call. ``capacity``: the notes the live score holds (see :class:`LiveScore`)."""
     tracker = tracker or HandshakeTracker()
-    score = LiveScore(orchestra)
+    score = LiveScore(orchestra, capacity)
     result = Performance(0, 0, passes=1)
     for p in performers:
         result.played[p.name] = result.dropped[p.name] = result.refused[p.name] = result.deferred[p.name] = 0
-    latencies: list[int] = []
+    latencies = array("q")  # the first MAX_ONSETS of them: the same memory for months
     releases: list[tuple[int, int, int, int]] = []  # (due perf_counter_ns, order, performer, note)
     failure = None
     try:
@@ -126,7 +131,8 @@ def perform_live(
                         if p.strike(i) is False:
                             result.dropped[p.name] += 1
                             continue
-                        latencies.append(called - note.time_ns)
+                        if len(latencies) < MAX_ONSETS:
+                            latencies.append(called - note.time_ns)
                         result.played[p.name] += 1
                         hold = p.hold_ns(i)
                         if hold is not None:
@@ -146,9 +152,9 @@ def perform_live(
         failure = stop_and_silence(None, performers) or failure
     except BaseException as e:  # noqa: BLE001
         failure = failure or e
-    result.notes = len(score)
+    result.notes = score.n
     result.length_ns = int(score.notes["time_ns"].max()) if len(score) else 0
-    result.onset_ns = np.array(latencies, np.int64)
+    result.onset_ns = np.frombuffer(latencies, np.int64).copy() if latencies else np.zeros(0, np.int64)
     result.complete = failure is None
     if failure is not None:
         failure.performance = result

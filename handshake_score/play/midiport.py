@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import HandshakeScoreError
 from ..orchestra import Orchestra
 from ..tracker import Kind
-from .performer import EVENT, RELEASE, STRIKE, Part, Performer
+from .performer import EVENT, RELEASE, STRIKE, Part, Performer, keep
 
 BACKEND = "mido.backends.rtmidi"
 
@@ -60,7 +60,7 @@ class MidiPortPerformer(Performer):
         return Part(events)
 
     def add(self, score, note: int) -> None:
-        self._kinds.append(int(score.notes["kind"][note]))
+        keep(self._kinds, note, [int(score.notes["kind"][note])])
 
     def hold_ns(self, note: int) -> int:
         return self._length_ns[self._kinds[note]]

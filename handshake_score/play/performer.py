@@ -64,7 +64,8 @@ class Performer:
         :meth:`strike` alone decides whether a note can be struck."""
 
     def add(self, score, note: int) -> None:
-        """Live: note ``note`` was appended to ``score`` (after :meth:`prepare` on it)."""
+        """Live: note ``note`` was put in ``score`` (after :meth:`prepare` on it), in a slot
+        that may have held an earlier note: keep per-note values with :func:`keep`."""
 
     def hold_ns(self, note: int) -> int | None:
         """Live: how long after striking ``note`` to :meth:`release` it (None: no release)."""
@@ -85,3 +86,12 @@ class Performer:
 
     def close(self) -> None:
         """Give back what :meth:`prepare` or ``__init__`` took (pins, ports)."""
+
+
+def keep(cache: list, first: int, values: list) -> None:
+    """``cache[first:first + len(values)] = values``, growing ``cache`` where they run past its
+    end: per-note values of a score, or of a live score's ring, where slots are reused."""
+    if first == len(cache):
+        cache.extend(values)
+    else:
+        cache[first:first + len(values)] = values

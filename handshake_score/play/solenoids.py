@@ -28,7 +28,7 @@ from ..errors import HandshakeScoreError
 from ..orchestra import Orchestra
 from ..tracker import Kind
 from .coil import MAX_ON_NS, PLAN_DUTY_CAP, CoilRules, Watchdog
-from .performer import EVENT, RELEASE, STRIKE, Part, Performer
+from .performer import EVENT, RELEASE, STRIKE, Part, Performer, keep
 
 TOO_SOON = ("drop", "defer")
 
@@ -157,7 +157,7 @@ class SolenoidPerformer(Performer):
             coil.rules = CoilRules(spec.restrike_ns, PLAN_DUTY_CAP)
 
     def add(self, score, note: int) -> None:
-        self._kinds.append(int(score.notes["kind"][note]))
+        keep(self._kinds, note, [int(score.notes["kind"][note])])
 
     def hold_ns(self, note: int) -> int:
         return self._by_kind[self._kinds[note]][1]

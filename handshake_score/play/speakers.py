@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import HandshakeScoreError
 from ..orchestra import Orchestra
 from ..render import RATE, host_gains, kind_sounds
-from .performer import Part, Performer
+from .performer import Part, Performer, keep
 
 BLOCK_FRAMES = 256  # 5.8 ms at 44.1 kHz
 
@@ -75,11 +75,11 @@ class SpeakersPerformer(Performer):
 
     def add(self, score, note: int, end: int | None = None) -> None:
         notes = score.notes[note: note + 1 if end is None else end]
-        self._kinds.extend(notes["kind"].tolist())
+        keep(self._kinds, note, notes["kind"].tolist())
         if score.hosts:
-            self._gains.extend(host_gains(score.hosts)[notes["client"].astype(np.intp)])
+            keep(self._gains, note, list(host_gains(score.hosts)[notes["client"].astype(np.intp)]))
         else:  # a MIDI file's notes: no hosts, in the middle
-            self._gains.extend([np.full(2, np.sqrt(0.5), np.float32)] * len(notes))
+            keep(self._gains, note, [np.full(2, np.sqrt(0.5), np.float32)] * len(notes))
 
     def strike(self, note: int) -> None:
         self._voices.append((self.stream.time + self.delay_s, self.sounds[self._kinds[note]], self._gains[note]))
