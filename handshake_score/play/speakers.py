@@ -76,8 +76,9 @@ class SpeakersPerformer(Performer):
     def add(self, score, note: int, end: int | None = None) -> None:
         notes = score.notes[note: note + 1 if end is None else end]
         keep(self._kinds, note, notes["kind"].tolist())
-        if score.hosts:
-            keep(self._gains, note, list(host_gains(score.hosts)[notes["client"].astype(np.intp)]))
+        if score.hosts:  # the gains of the hosts these notes name, not of every host (a live score grows)
+            used, which = np.unique(notes["client"], return_inverse=True)
+            keep(self._gains, note, list(host_gains([score.hosts[h] for h in used.tolist()])[which]))
         else:  # a MIDI file's notes: no hosts, in the middle
             keep(self._gains, note, [np.full(2, np.sqrt(0.5), np.float32)] * len(notes))
 
