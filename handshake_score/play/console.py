@@ -49,18 +49,20 @@ class ConsolePerformer(Performer):
         self._labels = [(f"\x1b[{COLOURS[k]}m{k.upper():<{pad}}\x1b[0m" if self.colour else f"{k.upper():<{pad}}")
                         for k in Kind.ALL]
         self._write, self._flush = self.stream.write, self.stream.flush
+        # each source's first packet, from the score's start (a live score has no sources: 0)
+        self._origin = np.array([score.start_ns - (s.start_ns if s.start_ns is not None else score.start_ns)
+                                 for s in score.sources] or [0], np.int64)
         self.add(score, 0, len(score))
         return Part.on_time(times_ns)
 
     def add(self, score, note: int, end: int | None = None) -> None:
         notes = score.notes[note: note + 1 if end is None else end]
-        origin = np.array([score.start_ns - (s.start_ns if s.start_ns is not None else score.start_ns)
-                           for s in score.sources] or [0], np.int64)
+        origin = self._origin
         since = notes["time_ns"] + origin[np.clip(notes["source"].astype(np.int64) - 1, 0, len(origin) - 1)]
         keep(self._seconds, note, (since / 1e9).tolist())
         keep(self._kinds, note, notes["kind"].tolist())
         if self._routes is not None:
-            self._routes.add(note, notes, [bracketed(h) for h in score.hosts])
+            self._routes.add(note, notes, score.hosts)
 
     def strike(self, note: int) -> None:
         kind = self._kinds[note]
@@ -79,8 +81,11 @@ class _Routes:
         self._client: list[str] = []
         self._server: list[str] = []
         self._attempt: list[int] = []
+        self._hosts: list[str] = []  # the score's hosts, bracketed; a live score's list only grows
 
     def add(self, first: int, notes: np.ndarray, hosts: list[str]) -> None:
+        self._hosts.extend(bracketed(h) for h in hosts[len(self._hosts):])
+        hosts = self._hosts
         keep(self._client, first, [f"{hosts[h]}:{p}" for h, p in zip(notes["client"].tolist(), notes["client_port"].tolist())])
         keep(self._server, first, [f"{hosts[h]}:{p}" for h, p in zip(notes["server"].tolist(), notes["server_port"].tolist())])
         keep(self._attempt, first, notes["attempt"].tolist())

@@ -97,9 +97,7 @@ def perform_live(
     performer's call. ``capacity``: the notes the live score holds (see :class:`LiveScore`)."""
     tracker = tracker or HandshakeTracker()
     score = LiveScore(orchestra, capacity)
-    result = Performance(0, 0, passes=1)
-    for p in performers:
-        result.played[p.name] = result.dropped[p.name] = result.refused[p.name] = result.deferred[p.name] = 0
+    result = Performance(0, 0, passes=1).counting(performers)
     latencies = array("q")  # the first MAX_ONSETS of them: the same memory for months
     releases: list[tuple[int, int, int, int]] = []  # (due perf_counter_ns, order, performer, note)
     failure = None

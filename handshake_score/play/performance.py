@@ -58,6 +58,13 @@ class Performance:
     refused: dict[str, int] = field(default_factory=dict)
     onset_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # actual - scheduled, per strike
 
+    def counting(self, performers: list[Performer]) -> Performance:
+        """Every count of every performer at 0, so a performer that strikes nothing is reported too."""
+        for p in performers:
+            for what in (self.played, self.deferred, self.dropped, self.refused):
+                what[p.name] = 0
+        return self
+
 
 def perform(
     score,
@@ -166,9 +173,7 @@ class _Tally:
         self.onsets: list[np.ndarray] = []
         self.kept_onsets = 0
         self.totals = [0, 0]  # played, dropped: for the progress line
-        for p in performers:
-            for what in (result.played, result.deferred, result.dropped, result.refused):
-                what[p.name] = 0
+        result.counting(performers)
         if log is not None:
             log.write((",".join(LOG_COLUMNS) + "\n").encode())
 

@@ -64,6 +64,13 @@ def coils_of(orchestra: Orchestra) -> list[CoilSpec]:
     return coils
 
 
+def kinds_on_coils(orchestra: Orchestra, specs: list[CoilSpec]) -> list[tuple[int, int]]:
+    """Per kind, in ``Kind.ALL`` order: the index of its coil in ``specs`` and its pulse in ns
+    (never over the hard limit)."""
+    coil_of = {s.pin: i for i, s in enumerate(specs)}
+    return [(coil_of[orchestra[k].pin], min(round(orchestra[k].pulse_ms * 1e6), MAX_ON_NS)) for k in Kind.ALL]
+
+
 class Coil:
     """A coil at the moment of striking: refuses a strike while on or past the duty cap
     (on measured time), and goes off for good once :meth:`shut`. Thread-safe: the
@@ -141,9 +148,7 @@ class SolenoidPerformer(Performer):
 
             pin_factory = MockFactory(pin_class=RehearsalPin)
         self.coils = _open_coils([s.pin for s in self.specs], pin_factory)
-        index = {s.pin: i for i, s in enumerate(self.specs)}
-        self._by_kind = [(self.coils[index[orchestra[k].pin]], min(round(orchestra[k].pulse_ms * 1e6), MAX_ON_NS))
-                         for k in Kind.ALL]
+        self._by_kind = [(self.coils[c], pulse) for c, pulse in kinds_on_coils(orchestra, self.specs)]
         self.watchdog = Watchdog(self.coils)
         self.watchdog.start()
 
@@ -192,9 +197,8 @@ def plan(kinds: list[int], times_ns: np.ndarray, orchestra: Orchestra, specs: li
          too_soon: str = "drop", defer_limit_ns: int = 500_000_000) -> Part:
     """Each note's strike and release on its coil, keeping every coil's re-strike interval
     and the planning duty cap; a note too soon is dropped or (``defer``) moved later."""
-    coil_of = {s.pin: i for i, s in enumerate(specs)}
     rules = [CoilRules(s.restrike_ns, PLAN_DUTY_CAP) for s in specs]
-    by_kind = [(rules[coil_of[orchestra[k].pin]], min(round(orchestra[k].pulse_ms * 1e6), MAX_ON_NS)) for k in Kind.ALL]
+    by_kind = [(rules[c], pulse) for c, pulse in kinds_on_coils(orchestra, specs)]
     starts, notes, dropped = [], [], []
     ends = []
     deferred = 0
