@@ -8,7 +8,6 @@ only when asked (``force``).
 from __future__ import annotations
 
 import os
-import secrets
 from contextlib import contextmanager
 from typing import BinaryIO, Iterator
 
@@ -74,7 +73,7 @@ def _create_beside(folder: str, name: str) -> tuple[int, str]:
     """A new temporary file ``.NAME.xxxxxxxx.part`` in ``folder``, its mode what a plain
     ``open()`` would give (``mkstemp`` would make it 0600; reading the umask means changing it)."""
     while True:
-        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.part")
+        tmp = os.path.join(folder, f".{name}.{os.urandom(4).hex()}.part")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
         except FileExistsError:

@@ -22,17 +22,16 @@ Why these choices (``docs/midi-export.md`` has the whole layout):
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import io
 import os
-from contextlib import contextmanager
 
 import mido
 import numpy as np
 
 from .errors import HandshakeScoreError
 from .files import atomic_write, check_writable
+from .gcpause import collector_paused
 from .orchestra import Instrument, Orchestra
 from .score import Score, bracketed
 from .timing import checked_stretch, output_times_ns
@@ -82,7 +81,7 @@ def to_midi(score: Score, *, orchestra: Orchestra | None = None, stretch: float 
     rank[np.argsort(on, kind="stable")] = np.arange(len(on))
 
     midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
-    with _collector_paused():
+    with collector_paused():
         midi.tracks.append(_conductor(score, orchestra, stretch, on))
         midi.tracks.extend(_note_track(name, inst, kind == k, on, off, rank)
                            for k, (name, inst) in enumerate(zip(Kind.ALL, instruments)))
@@ -112,19 +111,6 @@ def _note_track(name: str, inst: Instrument, mask: np.ndarray, on: np.ndarray, o
         for is_on, d in zip((order < n).tolist(), delta.tolist()))
     track.append(mido.MetaMessage("end_of_track"))
     return track
-
-
-@contextmanager
-def _collector_paused():
-    """Python's cycle collector off while messages are made: they hold no cycles, and its
-    passes over hundreds of thousands of new objects cost a quarter of the building time."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _checked_instrument(orchestra: Orchestra, kind: str) -> Instrument:

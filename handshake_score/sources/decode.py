@@ -23,6 +23,11 @@ LINKTYPES = {
 }
 _OTHER_NAMES = {105: "IEEE 802.11", 127: "802.11 radiotap", 187: "Bluetooth HCI", 189: "USB Linux", 220: "USB Linux mmapped"}
 _VLAN = (0x8100, 0x88A8, 0x9100)
+_TAGGED = 255
+_ETHER = np.zeros(1 << 16, np.uint8)  # EtherType -> IP version (0: not IP), or _TAGGED for a VLAN tag
+_ETHER[0x0800], _ETHER[0x86DD], _ETHER[list(_VLAN)] = 4, 6, _TAGGED
+# the first byte of an IPv4 header -> its length in bytes, or 0 if it is not IPv4 with IHL >= 5
+_IPV4_HEADER = np.array([(v & 15) * 4 if v >> 4 == 4 and v & 15 >= 5 else 0 for v in range(256)], np.int64)
 _IPV6_EXT = np.array([0, 43, 60, 135, 139, 140, 253, 254])  # length in 8-byte units, less one
 _IPV6_FRAGMENT, _IPV6_AH = 44, 51
 
@@ -59,13 +64,15 @@ class _Bytes:
 
 def _ethertype(b: _Bytes, et: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Step over 802.1Q / QinQ tags; the IP version and network-layer offset."""
+    version = _ETHER[et]
     for _ in range(4):
-        tagged = (et == _VLAN[0]) | (et == _VLAN[1]) | (et == _VLAN[2])
-        if not tagged.any():
+        tagged = np.flatnonzero(version == _TAGGED)
+        if not len(tagged):
             break
-        et = np.where(tagged, b.u16(off + 2), et)
-        off = np.where(tagged, off + 4, off)
-    version = np.where(et == 0x0800, 4, np.where(et == 0x86DD, 6, 0)).astype(np.uint8)
+        off = off.copy()
+        off[tagged] += 4
+        version[tagged] = _ETHER[b.u16(off[tagged] - 2)]
+    version[version == _TAGGED] = 0  # more tags than anyone stacks
     return version, off
 
 
@@ -94,10 +101,10 @@ def _link(b: _Bytes, linktype: int, s: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def _ipv4(b: _Bytes, o: np.ndarray, end: np.ndarray):
     """TCP offset of IPv4 packets and whether each is a TCP first fragment."""
-    b0 = b.u8_(o)
-    ihl = (b0 & 0x0F).astype(np.int64) * 4
-    ok = ((b0 >> 4) == 4) & (ihl >= 20) & (b.u8_(o + 9) == 6) & ((b.u16(o + 6) & 0x1FFF) == 0)
-    return o + ihl, ok & (o + 20 <= end)
+    ihl = _IPV4_HEADER[b.u8_(o)]
+    # the word at byte 6 holds the flags and fragment offset, the TTL and the protocol
+    ok = ((b.u32(o + 6) & 0x1FFF00FF) == 6) & (ihl != 0) & (o + 20 <= end)
+    return o + ihl, ok
 
 
 def _ipv6(b: _Bytes, o: np.ndarray, end: np.ndarray):
@@ -121,6 +128,11 @@ def _ipv6(b: _Bytes, o: np.ndarray, end: np.ndarray):
     return l4, ok & (nh == 6)
 
 
+def _column(rows: np.ndarray, offset: int, dtype: str) -> np.ndarray:
+    """A view of ``dtype`` at byte ``offset`` of every row of a structured array."""
+    return np.ndarray(len(rows), dtype, rows, offset, (rows.itemsize,))
+
+
 def decode(rec: Records) -> TcpBatch:
     """The TCP segments among ``rec``, in record order."""
     b = _Bytes(rec.buf)
@@ -141,8 +153,11 @@ def decode(rec: Records) -> TcpBatch:
         if len(rows):
             l4[rows], ok[rows] = parse(b, l3[rows], end[rows])
     ok &= l4 + 16 <= end  # through the flags and window; options and payload may be cut by the snap length
-    rows = np.flatnonzero(ok)
-    l3, l4, version = l3[rows], l4[rows], version[rows]
+    if ok.all():  # every record a TCP segment, as in most captures: no copies
+        rows = np.arange(n)
+    else:
+        rows = np.flatnonzero(ok)
+        l3, l4, version = l3[rows], l4[rows], version[rows]
     head = b.u64(l4)        # ports, sequence number
     tail = b.u64(l4 + 8)    # acknowledgement number, data offset and flags, window
     ports, seq = (head >> np.uint64(32)).astype(np.uint32), head.astype(np.uint32)
@@ -164,15 +179,16 @@ def decode(rec: Records) -> TcpBatch:
             wire = rec.origlen(r) - (o3 - start[r])
             iplen = np.where(iplen == np.where(v4, 0, 40), wire, iplen)
         out["payload"] = np.maximum(iplen - (o4 - o3) - doff, 0)
-        raw = out.view(np.uint8).reshape(len(i), SEGMENT.itemsize)
+        # addresses word by word through strided views of the rows (a 2-D byte gather is slower)
         k4, k6 = np.flatnonzero(v4), np.flatnonzero(~v4)
-        if len(k4):
-            raw[k4, 18:20] = raw[k4, 36:38] = 0xFF  # ::ffff:a.b.c.d
-            raw[k4, 20:24] = b.u8[o3[k4, None] + np.arange(12, 16)]
-            raw[k4, 38:42] = b.u8[o3[k4, None] + np.arange(16, 20)]
-        if len(k6):
-            raw[k6, 8:24] = b.u8[o3[k6, None] + np.arange(8, 24)]
-            raw[k6, 26:42] = b.u8[o3[k6, None] + np.arange(24, 40)]
+        for field, v4_at, v6_at in ((8, 12, 8), (26, 16, 24)):  # src, dst: offsets in the row and in IP
+            if len(k4):
+                _column(out, field + 8, ">u4")[k4] = 0xFFFF  # ::ffff:a.b.c.d
+                _column(out, field + 12, ">u4")[k4] = b.u32(o3[k4] + v4_at)
+            if len(k6):
+                o = o3[k6] + v6_at
+                _column(out, field, ">u8")[k6] = b.u64(o)
+                _column(out, field + 8, ">u8")[k6] = b.u64(o + 8)
         return out
 
     return TcpBatch(word & 0x0FFF, (ports >> 16).astype(np.uint16), (ports & 0xFFFF).astype(np.uint16), seq, ack, select, packets=n)

@@ -28,19 +28,20 @@ MAX_RECORD = 1 << 18  # libpcap's largest snap length; a record beyond it is cor
 def _walk_native(mv: memoryview, n: int) -> array:
     """Offsets of the records in ``mv[:n]``, walking little-endian headers.
     The last offsets may point past ``n``: the caller keeps the whole records."""
-    views = [mv[k : k + ((n - k) >> 2 << 2)].cast("I") for k in range(4)]
-    off, out = 0, array("q", [0])  # numpy takes an array without a copy
+    # views[r][q] is the u32 at byte 4q + r + 8: a record's caplen is views[off & 3][off >> 2]
+    views = tuple(mv[k + 8 : k + 8 + ((n - k - 8) >> 2 << 2)].cast("I") for k in range(4))
+    off, out = 0, [0]  # a list appends faster than an array; one conversion at the end
     ap = out.append
     try:
         while True:  # IndexError ends it: cheaper than a bounds test per record
-            off += 16 + views[off & 3][(off >> 2) + 2]
+            off += views[off & 3][off >> 2] + 16
             ap(off)
     except IndexError:
         pass
     finally:
         for v in views:
             v.release()
-    return out
+    return array("q", out)  # numpy takes an array without a copy
 
 
 def _walk_swapped(mv: memoryview, n: int) -> array:

@@ -70,15 +70,18 @@ class Interface:
 
 def _walk(words: memoryview) -> array:
     """Word offsets of the blocks in ``words``; the last may point past the end."""
-    i, out = 0, array("q", [0])
+    lengths = words[1:]  # lengths[i]: the length of a block starting at word i
+    i, out = 0, [0]  # a list appends faster than an array; one conversion at the end
     ap = out.append
     try:
         while True:
-            i += (words[i + 1] >> 2) or _JUMP
+            i += (lengths[i] >> 2) or _JUMP
             ap(i)
     except IndexError:
         pass
-    return out
+    finally:
+        lengths.release()
+    return array("q", out)
 
 
 class PcapngFile:
