@@ -29,6 +29,7 @@ FILTER = "tcp.flags.syn==1 or tcp.flags.reset==1"
 # tcp[] indexes TCP over IPv4 only; the second half does IPv6 (no extension headers here).
 BPF = "tcp[tcpflags] & (tcp-syn|tcp-rst) != 0 or (ip6[6] == 6 and ip6[53] & 0x06 != 0)"
 TARGET_PPS, TARGET_RSS_MB = 2_000_000, 200
+HS, HS_WRITING = "hs score --json --no-write", "hs score --json, writing the score file"
 WINDOW_S = 137  # hs score --timeout (135 s) + the wait for a SYN-ACK seen before its SYN (2 s)
 KINDS = ("packets", "notes", "handshakes")
 
@@ -115,8 +116,14 @@ def tools(path: Path, truth: dict, prefix: Path, prefix_truth: int, hs: list[str
                                            prefix_truth["syn_or_rst_packets"])),
     ]
     if hs:
-        rows.insert(0, dict(name="hs score --json", argv=[*hs, "score", path, "--json", "--no-write"],
-                            packets=truth["packets"], check=lambda out: check_hs(out, truth)))
+        rows[0:0] = [
+            dict(name=HS, argv=[*hs, "score", path, "--json", "--no-write"],
+                 packets=truth["packets"], check=lambda out: check_hs(out, truth)),
+            # the default command also writes the score file (every note as a CSV line, and the
+            # capture's SHA-256 in its header): more work than any peer does, shown for the record
+            dict(name=HS_WRITING, argv=[*hs, "score", path, "--json", "--force", "-o", DATA / "bench.score"],
+                 packets=truth["packets"], check=lambda out: check_hs(out, truth)),
+        ]
     return [r for r in rows if shutil.which(str(r["argv"][0]))]
 
 
@@ -181,7 +188,9 @@ def ratio(hs_pps: float | None, r: dict) -> str:
     if hs_pps is None:
         return "-"
     x = hs_pps / r["pps"]
-    return "1x (itself)" if r["name"].startswith("hs ") else f"hs is {x:,.1f}x" if x >= 1 else f"hs is {x:.2f}x ({1 / x:.1f}x slower)"
+    if r["name"] == HS_WRITING:
+        return f"{r['pps'] / hs_pps:.2f}x of hs score --no-write"
+    return "1x (itself)" if r["name"] == HS else f"hs is {x:,.1f}x" if x >= 1 else f"hs is {x:.2f}x ({1 / x:.1f}x slower)"
 
 
 def code_state() -> str:
@@ -215,7 +224,7 @@ def sweep_table(rows: list[dict]) -> list[str]:
     return out
 
 
-def verdicts(hs_row: dict | None, sweep: list[dict], startup: dict | None) -> list[str]:
+def verdicts(hs_row: dict | None, rows: list[dict], sweep: list[dict], startup: dict | None) -> list[str]:
     if hs_row is None:
         return ["- hs score could not run: no verdict."]
     met = lambda ok: "**met**" if ok else "**not met**"
@@ -229,6 +238,10 @@ def verdicts(hs_row: dict | None, sweep: list[dict], startup: dict | None) -> li
              f"({hs_row['peak_mb']:.0f} MB: the larger of the largest process's highest RSS in "
              f"{len(hs_row['rss'])} runs, {max(hs_row['rss']):.0f} MB, and all its processes' peak PSS, "
              f"{hs_row['tree']:.0f} MB)"]
+    writing = next((r for r in rows if r["name"] == HS_WRITING), None)
+    if writing:
+        lines.append(f"- For the record, not a target: `hs score` as it runs by default, also writing the score file "
+                     f"({writing['median_s']:.3f} s, {writing['pps']:,.0f} packets/s, peak {writing['peak_mb']:.0f} MB)")
     # The tracker holds the attempts of the last WINDOW_S of capture by design, so memory rises
     # until a capture outlasts that window; from there on it must not grow with the file.
     beyond = [r for r in sweep if r["duration"] > WINDOW_S]
@@ -276,7 +289,7 @@ def report(args, path, truth, rows, sweep, hs_row, startup, code: tuple[str, str
     ]
     if sweep:
         lines += ["## RSS as the file grows (hs score)", "", *sweep_table(sweep), ""]
-    lines += ["## Targets", "", *verdicts(hs_row, sweep, startup), ""]
+    lines += ["## Targets", "", *verdicts(hs_row, rows, sweep, startup), ""]
     return "\n".join(lines)
 
 

@@ -48,6 +48,8 @@ def _key(ack: np.ndarray, client_port: np.ndarray, server_port: np.ndarray) -> n
 
 def _among(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     """``np.isin`` for keys kept sorted (isin would sort them again every batch)."""
+    if not len(values):
+        return np.zeros(0, bool)
     if not len(sorted_keys):
         return np.zeros(len(values), bool)
     at = np.minimum(np.searchsorted(sorted_keys, values), len(sorted_keys) - 1)
@@ -166,6 +168,10 @@ class Prefilter:
         self.dropped = 0
         self._keys = np.zeros(0, np.uint64)  # sorted
         self._times = np.zeros(0, np.int64)
+        # The latest batches' keys, sorted apart and merged in now and then: an insertion
+        # into this small array each batch costs far less than one into the large one.
+        self._young = np.zeros(0, np.uint64)
+        self._young_times = np.zeros(0, np.int64)
         self._kept = 0  # keys left after the last pruning
         self._bitmap = np.zeros(int(_BITMAP_MASK) + 1, bool)  # keys by _bucket: a cheap first test before the exact one
         self._now = -(1 << 62)
@@ -176,32 +182,38 @@ class Prefilter:
         syn = (flags & SYN) != 0
         keep = syn | ((flags & RST) != 0)
         synack = np.flatnonzero(syn & ((flags & ACK) != 0))
-        fresh = np.zeros(0, np.uint64)
         if len(synack):  # the key of the ACK that would complete each SYN-ACK
             expected = batch.seq[synack] + np.uint32(1)
-            fresh = np.sort(_key(expected, batch.dport[synack], batch.sport[synack]))
             self._bitmap[_bucket(expected)] = True
-        if len(self._keys) or len(fresh):  # the bitmap first: it rules out nearly every ACK cheaply
+            self._remember(np.sort(_key(expected, batch.dport[synack], batch.sport[synack])),
+                           int(batch.select(synack[-1:])["time_ns"][0]))
+        if len(self._keys) or len(self._young):  # the bitmap first: it rules out nearly every ACK cheaply
             maybe = np.flatnonzero(self._bitmap[_bucket(batch.ack)] & ((flags & (SYN | RST | ACK)) == ACK))
-            keys = _key(batch.ack[maybe], batch.sport[maybe], batch.dport[maybe])
-            keep[maybe[_among(keys, self._keys) | _among(keys, fresh)]] = True
-        if len(synack):
-            self._remember(fresh, int(batch.select(synack[-1:])["time_ns"][0]))
+            if len(maybe):
+                keys = _key(batch.ack[maybe], batch.sport[maybe], batch.dport[maybe])
+                order = np.argsort(keys)  # looked up in order, the binary searches stay in cache
+                keys = keys[order]
+                keep[maybe[order[_among(keys, self._keys) | _among(keys, self._young)]]] = True
         return keep
 
     def state(self) -> tuple:
         """What it remembers, to carry on in another process (see :meth:`restore`)."""
+        self._merge()
         return self._keys, self._times, self._now, self._kept, self.dropped
 
     def restore(self, state: tuple) -> None:
         self._keys, self._times, self._now, self._kept, self.dropped = state
+        self._young, self._young_times = self._keys[:0], self._times[:0]
         self._rebuild_bitmap()
 
     def _remember(self, fresh: np.ndarray, now: int) -> None:
         """Add sorted keys seen at ``now`` (the batch's last SYN-ACK: a little late, so kept a little long)."""
         self._now = max(self._now, now)
-        at = np.searchsorted(self._keys, fresh)
-        self._keys, self._times = np.insert(self._keys, at, fresh), np.insert(self._times, at, self._now)
+        at = np.searchsorted(self._young, fresh)
+        self._young, self._young_times = np.insert(self._young, at, fresh), np.insert(self._young_times, at, self._now)
+        if len(self._young) < max(4096, len(self._keys) >> 3):
+            return
+        self._merge()
         times = self._times
         if len(times) > 2 * max(self._kept, 4096):  # forget what no attempt can still use
             live = times > self._now - self.horizon_ns
@@ -212,6 +224,11 @@ class Prefilter:
             self._keys, self._times = self._keys[live], times[live]
             self._kept = len(self._keys)
             self._rebuild_bitmap()
+
+    def _merge(self) -> None:
+        at = np.searchsorted(self._keys, self._young)
+        self._keys, self._times = np.insert(self._keys, at, self._young), np.insert(self._times, at, self._young_times)
+        self._young, self._young_times = self._young[:0], self._young_times[:0]
 
     def _rebuild_bitmap(self) -> None:
         self._bitmap[:] = False
