@@ -148,7 +148,8 @@ def score_files(
     run); ``on_file`` the index of each file as its reading starts;
     ``on_progress`` the bytes read so far (across files). ``parallel``: read
     in a second process (None: for large files on a machine with two cores or
-    more). Raises :class:`~handshake_score.errors.CaptureError`.
+    more). Python's cycle collector is paused while it runs (see
+    :func:`~.gcpause.collector_paused`). Raises :class:`~handshake_score.errors.CaptureError`.
     """
     summary = Summary()
     started = time.perf_counter()

@@ -221,13 +221,20 @@ class PcapngFile:
         if len(over):
             self._corrupt(f"captured length {int(caplen[over[0]])} exceeds its block", int(offs[over[0]]))
         table = np.array([i.linktype for i in self.interfaces], np.int64)
-        linktype = table[iface]
-        for lt in np.unique(linktype):
-            check_linktype(self.path, int(lt))
+        used = np.flatnonzero(np.bincount(iface, minlength=len(table)))
+        for lt in set(table[used].tolist()):
+            check_linktype(self.path, lt)
+        # one link type for all (one interface, as nearly always): the decoder's fast path
+        linktype = int(table[used[0]]) if len(used) == 1 else table[iface]
         interfaces = list(self.interfaces)
 
         def stamp(i: np.ndarray) -> np.ndarray:
             ts = (u32[offs[i] + 12].astype(np.uint64) << np.uint64(32)) | u32[offs[i] + 16].astype(np.uint64)
+            if len(used) == 1:
+                try:
+                    return interfaces[used[0]].to_ns(ts)
+                except OverflowError:
+                    pass  # found and reported below
             out = np.empty(len(i), np.int64)
             which = iface[i]
             for k in np.unique(which):
