@@ -23,6 +23,7 @@ from array import array
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from operator import attrgetter
 from typing import Iterable, NamedTuple
 
 import numpy as np
@@ -30,7 +31,7 @@ import numpy as np
 from . import __version__
 from .errors import HandshakeScoreError
 from .orchestra import DEFAULT, Orchestra
-from .segments import INT64_MIN, address
+from .segments import INT64_MIN, address_text
 from .summary import Summary, score_files
 from .tracker import Handshake, Kind, Note, Outcome
 
@@ -115,6 +116,9 @@ class Composed(NamedTuple):
     summary: Summary
 
 
+_ID = attrgetter("id")
+
+
 class _Collector:
     """Takes the tracker's notes and, as each attempt ends, its final state;
     keeps both in compact columns (a long capture's notes do not each hold a
@@ -126,9 +130,10 @@ class _Collector:
         self.h_flows: list[bytes] = []
 
     def notes(self, notes: list[Note], source: int) -> None:
-        self.time.extend(n[0] for n in notes)
-        self.kind.extend(KIND_CODE[n[1]] for n in notes)
-        self.attempt.extend(n[2].id for n in notes)
+        times, kinds, attempts = zip(*notes)  # columns, and map() with C callables: no Python frame a note
+        self.time.extend(times)
+        self.kind.extend(map(KIND_CODE.__getitem__, kinds))
+        self.attempt.extend(map(_ID, attempts))
         self.source.extend([source] * len(notes))
 
     def closed(self, h: Handshake) -> None:
@@ -168,7 +173,7 @@ class _Collector:
         ports = np.frombuffer(b"".join(f[16:18] + f[34:36] for f in flows), ">u2").reshape(-1, 2)
         notes["client"], notes["server"] = client[row], server[row]
         notes["client_port"], notes["server_port"] = ports[row, 0], ports[row, 1]
-        hosts = [str(address(a)) for a in index]
+        hosts = [address_text(a) for a in index]
         return Score(notes, hosts, sources, start_ns, options, orchestra)
 
 

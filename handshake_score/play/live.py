@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..score import KIND_CODE, NO_DELAY, NOTE, Source
-from ..segments import address
+from ..segments import address_text
 from ..tracker import HandshakeTracker, Note
 from .performance import MAX_ONSETS, Performance, stop_and_silence
 from .performer import Performer
@@ -77,7 +77,7 @@ class LiveScore:
         i = self._hosts.get(raw)
         if i is None:
             i = self._hosts[raw] = len(self.hosts)
-            self.hosts.append(str(address(raw)))
+            self.hosts.append(address_text(raw))
         return i
 
 
