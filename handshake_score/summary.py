@@ -107,7 +107,7 @@ class Delays:
                                           -int(math.log(-ns) / self._STEP) - 1 if ns < 0 else 0)] += 1
             return
         self._values.append(ns)
-        if len(self._values) >= self.EXACT:  # from now on, a histogram
+        if len(self._values) > self.EXACT:  # from now on, a histogram
             values = np.frombuffer(self._values, np.int64)
             self._histogram = np.bincount(self._bucket(values), minlength=2 * self._ZERO + 1)
             self._values = None

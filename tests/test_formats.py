@@ -19,7 +19,7 @@ import pytest
 from craft import (ACK, AE, CWR, ECE, ETH_ARP, ETH_QINQ, ETH_VLAN, ETH_9100, FCS_4, IP_OPTIONS, PSH, SYN,
                    SYN_OPTIONS, Pcapng, arp, eth, frame, ipv4, ipv6, loop, null, pcap, pcap_header, sll, sll2, tcp,
                    tcp_ip, udp_ip, write)
-from handshake_score.segments import SEGMENT, address, flow_endpoints
+from handshake_score.segments import SEGMENT, address, address_text, flow_endpoints
 from handshake_score.sources import CaptureReader
 
 T0 = 1_700_000_000_123_456_789        # odd nanoseconds: a float would lose them
@@ -477,3 +477,13 @@ def test_corpus_agrees_with_tshark(corpus, tshark):
         assert len(rows) == len(theirs), f.name
         for mine, t in zip(rows, theirs):
             assert tuple(m if x is None else x for m, x in zip(mine, t)) == mine, f.name
+
+
+@pytest.mark.parametrize("text", ["0.0.0.0", "10.1.4.177", "255.255.255.255", "::", "::1", "2001:db8::1",
+                                  "fe80::1:0:0:1", "2001:db8:0:1:1:1:1:1", "::102:304", "64:ff9b::c000:221"])
+def test_address_text_is_what_ipaddress_writes(text):
+    import ipaddress
+
+    ip = ipaddress.ip_address(text)
+    raw = (b"\0" * 10 + b"\xff\xff" + ip.packed) if ip.version == 4 else ip.packed
+    assert address_text(raw) == str(address(raw)) == text
