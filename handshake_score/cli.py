@@ -466,6 +466,8 @@ def _live_report(result, performers) -> str:
     for name in result.played:
         dropped = f" (dropped {result.dropped[name]:,}: too soon for the coil)" if result.dropped[name] else ""
         lines.append(f"  {name:<10} {result.played[name]:,} strikes{dropped}")
+    for p in performers:
+        lines.extend(p.report())
     if len(result.onset_ns):
         p50, p99 = np.percentile(result.onset_ns, [50, 99]) / 1e6
         lines.append(f"  from packet to strike: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
@@ -551,6 +553,9 @@ def _open_performers(who: list[str], band, *, port, dry_run: bool, too_soon: str
         for p in performers:
             p.close()
         raise
+    for p in performers:
+        for line in p.notices():
+            print(f"hs: warning: {line}", file=sys.stderr)
     return performers
 
 
@@ -588,9 +593,7 @@ def _play_report(result, stretch: float, performers=()) -> str:
                  if getattr(result, what)[name]]
         lines.append(f"  {name:<10} {result.played[name]:,} strikes" + (f" ({', '.join(extra)})" if extra else ""))
     for p in performers:
-        cut = getattr(getattr(p, "watchdog", None), "tripped", 0)
-        if cut:
-            lines.append(f"  watchdog   switched off {cut:,} coil(s) left on too long")
+        lines.extend(p.report())
     if len(result.onset_ns):
         import numpy as np
 
@@ -602,7 +605,7 @@ def _play_report(result, stretch: float, performers=()) -> str:
 def _write_pin_log(path: Path, performers, force: bool) -> None:
     from .files import atomic_write
 
-    rows = [row for p in performers for row in getattr(p, "pin_log", lambda: [])()]
+    rows = [row for p in performers if hasattr(p, "pin_log") for row in p.pin_log()]
     with atomic_write(path, force) as f:
         f.write(("pin,time_ns,state\n" + "".join(f"{p},{t},{v}\n" for p, t, v in sorted(rows, key=lambda r: r[1]))).encode())
 

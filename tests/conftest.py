@@ -96,3 +96,19 @@ def assert_kept_unless_forced(write, path: Path, bad_kwargs: dict | None = None,
         assert path.read_bytes() == b"mine" and os.listdir(path.parent) == [path.name]
     write(path, force=True)
     assert path.read_bytes() != b"mine" and os.listdir(path.parent) == [path.name]
+
+
+@pytest.fixture
+def busy_cores():
+    """Both cores of this machine kept busy, as on a Pi that also captures and scores: two
+    ``python3 -c 'while True: pass'`` for the length of the test."""
+    import subprocess
+    import sys
+
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        yield spinners
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()

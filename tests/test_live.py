@@ -164,12 +164,12 @@ def test_live_solenoids_hold_their_limits_with_no_plan():
     # each coil takes the first and drops what comes before it may strike again
     from handshake_score.play.solenoids import SolenoidPerformer
     from handshake_score.sources import CaptureReader
-    from test_play import pulses
+    from coils import pins as changes, pulses
 
     feed, running = one_batch_a_call(CaptureReader(EXAMPLE).batches())
     sol = SolenoidPerformer(DEFAULT, dry_run=True)
     result = perform_live(feed, [sol], DEFAULT, running=running)
-    pins = {s.pin: c.pin for s, c in zip(sol.specs, sol.coils)}
+    pins = changes(sol)
     assert [len(pulses(pins[p])) for p in (17, 27, 22)] == [1, 1, 1]
     assert result.played == {"solenoids": 3} and result.dropped == {"solenoids": 11} and result.notes == 14
     assert all(abs(w - 15_000_000) < 4_000_000 for p in (17, 27, 22) for _, w in pulses(pins[p]))

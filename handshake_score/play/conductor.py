@@ -93,7 +93,6 @@ class Conductor(threading.Thread):
                 for j in range(n):
                     deadline = t0 + due[j]
                     wait = deadline - clock() - SPIN_NS
-                    waited = wait > 0
                     while wait > 0 and not self.stopping:
                         if wait > LONG_WAIT_NS:
                             wake(LONG_WAIT_NS / 1e9)
@@ -102,14 +101,15 @@ class Conductor(threading.Thread):
                         wait = deadline - clock() - SPIN_NS
                     if self.stopping:
                         return
-                    if waited and cue[j] is not None:  # on time: let the performer get ready
+                    if cue[j] is not None:  # let the performer get ready (or catch up, when late)
                         cue[j](note[j], deadline)
                     while clock() < deadline:
                         pass
                     t = clock()
-                    if call[j](note[j]) is False:
+                    made = call[j](note[j])
+                    if made is False:
                         refused.append(j)
-                    actual[j] = t
+                    actual[j] = made if type(made) is int else t
                     self.done = j + 1
                 if not self.loop:
                     self.completed = True

@@ -72,11 +72,14 @@ class Performer:
         return None
 
     def cue(self, note: int, at_ns: int) -> None:
-        """Note ``note`` is due at ``at_ns`` (``perf_counter_ns``), 1-2 ms from now: do what
-        can be done ahead, so :meth:`strike` has less to do."""
+        """Note ``note`` is due at ``at_ns`` (``perf_counter_ns``), 1-2 ms from now, or already
+        past when the conductor runs late: do what can be done ahead, so :meth:`strike` has
+        less to do."""
 
     def strike(self, note: int):
-        """Sound note ``note`` now. Return False if a hard limit refused it."""
+        """Sound note ``note`` now. Return False if a hard limit refused it; or, where the
+        performer knows better than the moment of this call when it sounded (a driver
+        that strikes at the deadline itself), that moment in ``perf_counter_ns``."""
 
     def release(self, note: int) -> None:
         """Let note ``note`` go now."""
@@ -86,6 +89,14 @@ class Performer:
 
     def close(self) -> None:
         """Give back what :meth:`prepare` or ``__init__`` took (pins, ports)."""
+
+    def notices(self) -> list[str]:
+        """Lines to say once before playing: what this performer cannot promise here."""
+        return []
+
+    def report(self) -> list[str]:
+        """Lines of its own for the report after playing (after :meth:`close`)."""
+        return []
 
 
 def keep(cache: list, first: int, values: list) -> None:

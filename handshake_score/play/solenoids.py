@@ -9,17 +9,14 @@ back.
 
 The plan holds each coil's re-strike interval and a duty cap with a margin:
 a note that comes too soon is dropped, or with ``too_soon="defer"`` moved to
-the next allowed moment if that is within ``defer_limit_ms``. At the moment of
-each strike :class:`Coil` holds the hard limits again on measured times, and
-a :class:`~.coil.Watchdog` switches off a coil left on too long. gpiozero's
-``blink()`` is not used: it starts a thread per call.
+the next allowed moment if that is within ``defer_limit_ms``. The pins
+themselves are held by :mod:`.coildriver`, a real-time process of their own
+that makes each strike at its deadline, ends each pulse on time however busy
+the machine, and holds the hard limits again on the pins' actual times.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,10 +24,12 @@ import numpy as np
 from ..errors import HandshakeScoreError
 from ..orchestra import Orchestra
 from ..tracker import Kind
-from .coil import MAX_ON_NS, PLAN_DUTY_CAP, CoilRules, Watchdog
+from .coil import MAX_ON_NS, PLAN_DUTY_CAP, CoilRules
+from .coildriver import CoilDriver
 from .performer import EVENT, RELEASE, STRIKE, Part, Performer, keep
 
 TOO_SOON = ("drop", "defer")
+LOOKAHEAD_NS = 50_000_000  # how far ahead of its deadline the driver is handed a planned strike
 
 
 @dataclass(frozen=True)
@@ -71,70 +70,17 @@ def kinds_on_coils(orchestra: Orchestra, specs: list[CoilSpec]) -> list[tuple[in
     return [(coil_of[orchestra[k].pin], min(round(orchestra[k].pulse_ms * 1e6), MAX_ON_NS)) for k in Kind.ALL]
 
 
-class Coil:
-    """A coil at the moment of striking: refuses a strike while on or past the duty cap
-    (on measured time), and goes off for good once :meth:`shut`. Thread-safe: the
-    conductor strikes and releases, the watchdog and the main thread may force it off."""
-
-    def __init__(self, device):
-        self.device = device
-        self.pin = device.pin     # kept: a closed device forgets its pin, and a rehearsal's record is on it
-        self.rules = CoilRules()  # the hard duty cap; re-strike intervals are the plan's
-        self.on_since = 0         # perf_counter_ns when switched on; 0 while off
-        self.closed = False
-        self._armed: int | None = None  # the pulse ready() cleared for the next strike
-        self._lock = threading.Lock()
-
-    def ready(self, at: int, pulse_ns: int) -> None:
-        """A strike of ``pulse_ns`` is due at ``at``: check the duty cap now, and write the
-        pin off (it is off) so the path to it is warm when the strike comes."""
-        with self._lock:
-            if self.closed or self.on_since:
-                return
-            self._armed = pulse_ns if self.rules.allows(at, pulse_ns) else None
-            self.device.off()
-
-    def strike(self, pulse_ns: int) -> bool:
-        with self._lock:
-            now = time.perf_counter_ns()
-            armed, self._armed = self._armed, None
-            if self.closed or self.on_since:
-                return False
-            # checked at the deadline by ready(): at any later moment the cap allows it too
-            if armed != pulse_ns and not self.rules.allows(now, pulse_ns):
-                return False
-            self.device.on()
-            self.on_since = now
-            self.rules.record(now, now + pulse_ns)
-            return True
-
-    def release(self) -> None:
-        with self._lock:
-            if self.on_since:
-                self.device.off()
-                self.on_since = 0
-                self.rules.ended(time.perf_counter_ns())
-
-    force_off = release
-
-    def shut(self) -> None:
-        with self._lock:
-            if not self.closed:  # once: after close() the device takes no more calls
-                self.closed = True
-                self.device.off()
-                self.on_since = 0
-
-
 class SolenoidPerformer(Performer):
-    """Strikes the orchestra's coils. ``dry_run`` uses gpiozero's MockFactory (pins that
-    record their changes; :meth:`pin_log`), else gpiozero picks the pin library
-    (lgpio on a Raspberry Pi 5). Raises :class:`HandshakeScoreError` when a pin cannot
-    be had."""
+    """Strikes the orchestra's coils through a :class:`~.coildriver.CoilDriver`, the process
+    that holds the pins and times each pulse. ``dry_run`` uses gpiozero's MockFactory
+    (pins that record their changes; :meth:`pin_log`), else gpiozero picks the pin
+    library (lgpio on a Raspberry Pi 5). Raises :class:`HandshakeScoreError` when a pin
+    cannot be had; :meth:`notices` says when the limits cannot be guaranteed."""
 
     name = "solenoids"
 
     def __init__(self, orchestra: Orchestra, *, too_soon: str = "drop", defer_limit_ms: float = 500.0,
-                 dry_run: bool = False, pin_factory=None):
+                 dry_run: bool = False):
         if too_soon not in TOO_SOON:
             raise HandshakeScoreError(f"too-soon must be one of {', '.join(TOO_SOON)}, not {too_soon!r}")
         if not defer_limit_ms >= 0:
@@ -143,23 +89,27 @@ class SolenoidPerformer(Performer):
         self.too_soon = too_soon
         self.defer_limit_ns = round(defer_limit_ms * 1e6)
         self.specs = coils_of(orchestra)
-        if dry_run and pin_factory is None:
-            from gpiozero.pins.mock import MockFactory
+        self._by_kind = kinds_on_coils(orchestra, self.specs)
+        self._kinds: list[int] = []
+        self._cued: dict[int, int] = {}  # note -> its strike's number at the driver
+        self.driver = CoilDriver([s.pin for s in self.specs], [s.restrike_ns for s in self.specs], dry_run=dry_run,
+                                 defer_limit_ns=self.defer_limit_ns if too_soon == "defer" else 0)
 
-            pin_factory = MockFactory(pin_class=RehearsalPin)
-        self.coils = _open_coils([s.pin for s in self.specs], pin_factory)
-        self._by_kind = [(self.coils[c], pulse) for c, pulse in kinds_on_coils(orchestra, self.specs)]
-        self.watchdog = Watchdog(self.coils)
-        self.watchdog.start()
+    def notices(self) -> list[str]:
+        why = self.driver.realtime
+        if why is None:
+            return []
+        return [f"solenoids: no real-time priority for the coil driver ({why}): a busy machine can hold a pulse "
+                "past 100 ms or a strike too soon; run as root or grant it (docs/hardware.md)"]
 
     def prepare(self, score, times_ns: np.ndarray) -> Part:
         self._kinds = score.notes["kind"].tolist()
-        return plan(self._kinds, times_ns, self.orchestra, self.specs, self.too_soon, self.defer_limit_ns)
-
-    def live(self) -> None:
-        # no plan: each coil holds its re-strike interval itself, with the planner's duty margin
-        for spec, coil in zip(self.specs, self.coils):
-            coil.rules = CoilRules(spec.restrike_ns, PLAN_DUTY_CAP)
+        part = plan(self._kinds, times_ns, self.orchestra, self.specs, self.too_soon, self.defer_limit_ns)
+        strikes = part.events[part.events["action"] == STRIKE]  # in time order, as planned
+        self._ahead_notes, self._ahead_due = strikes["note"].tolist(), strikes["due_ns"].tolist()
+        self._index = {n: i for i, n in enumerate(self._ahead_notes)}
+        self._base, self._next = None, 0
+        return part
 
     def add(self, score, note: int) -> None:
         keep(self._kinds, note, [int(score.notes["kind"][note])])
@@ -168,29 +118,43 @@ class SolenoidPerformer(Performer):
         return self._by_kind[self._kinds[note]][1]
 
     def cue(self, note: int, at_ns: int) -> None:
-        coil, pulse_ns = self._by_kind[self._kinds[note]]
-        coil.ready(at_ns, pulse_ns)
+        # hand the driver this strike, the next one and any others of the next LOOKAHEAD_NS: it
+        # makes them at their deadlines even if hs is held up meanwhile
+        i = self._index[note]
+        due = self._ahead_due
+        base = at_ns - due[i]
+        if base != self._base:  # the first cue of a pass
+            self._base, self._next = base, i
+        while self._next < len(due) and (self._next <= i + 1 or due[self._next] - due[i] <= LOOKAHEAD_NS):
+            n = self._ahead_notes[self._next]
+            self._cued[n] = self.driver.strike_at(*self._by_kind[self._kinds[n]], base + due[self._next])
+            self._next += 1
 
-    def strike(self, note: int) -> bool:
-        coil, pulse_ns = self._by_kind[self._kinds[note]]
-        return coil.strike(pulse_ns)
+    def strike(self, note: int) -> int | bool:
+        number = self._cued.pop(note, None)
+        if number is None:  # not cued (a late deadline, or live): at once
+            number = self.driver.strike_at(*self._by_kind[self._kinds[note]])
+        return self.driver.answer(number)
 
     def release(self, note: int) -> None:
-        self._by_kind[self._kinds[note]][0].release()
+        """Nothing: the driver ends each pulse itself, on time whatever hs is doing."""
 
     def silence(self) -> None:
-        for coil in self.coils:
-            coil.shut()
+        self.driver.silence()
 
     def close(self) -> None:
-        self.silence()
-        self.watchdog.stop()
-        for coil in self.coils:
-            coil.device.close()
+        self.driver.close()
+
+    def report(self) -> list[str]:
+        late = self.driver.stats.get("late", 0)
+        if not late:
+            return []
+        return [f"  solenoids  {late:,} pulse(s) ended late, the longest {self.driver.stats['longest_ns'] / 1e6:.1f} ms: "
+                "the coil driver was held up"]
 
     def pin_log(self) -> list[tuple[int, int, int]]:
-        """With ``dry_run``: every pin change as (pin, perf_counter_ns, state), in time order."""
-        return sorted((s.pin, t, v) for s, c in zip(self.specs, self.coils) for t, v in getattr(c.pin, "changes", ()))
+        """With ``dry_run``, after :meth:`close`: every pin change as (pin, perf_counter_ns, state), in time order."""
+        return sorted(self.driver.log, key=lambda row: (row[1], row[0]))
 
 
 def plan(kinds: list[int], times_ns: np.ndarray, orchestra: Orchestra, specs: list[CoilSpec],
@@ -219,56 +183,6 @@ def plan(kinds: list[int], times_ns: np.ndarray, orchestra: Orchestra, specs: li
     events["note"] = notes + notes
     events["action"][: len(notes)], events["action"][len(notes):] = STRIKE, RELEASE
     return Part(events, np.array(dropped, np.uint32), deferred)
-
-
-def _open_coils(pins: list[int], pin_factory) -> list[Coil]:
-    from gpiozero import DigitalOutputDevice
-    from gpiozero.exc import BadPinFactory, GPIOZeroError
-
-    coils: list[Coil] = []
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # gpiozero warns as it tries each pin library in turn
-            for pin in pins:
-                coils.append(Coil(DigitalOutputDevice(pin, initial_value=False, pin_factory=pin_factory)))
-    except BadPinFactory:
-        _close(coils)
-        raise HandshakeScoreError("no GPIO pins here: gpiozero found no pin library (lgpio on a Raspberry Pi); "
-                                  "--dry-run rehearses on gpiozero's MockFactory") from None
-    except ImportError as e:  # GPIOZERO_PIN_FACTORY names a pin library that is not installed
-        _close(coils)
-        raise HandshakeScoreError(f"gpiozero cannot load its pin library: {e}") from None
-    except (GPIOZeroError, OSError, RuntimeError) as e:
-        _close(coils)
-        raise HandshakeScoreError(f"pin {pins[len(coils)]}: {e}") from None
-    return coils
-
-
-def _close(coils: list[Coil]) -> None:
-    for c in coils:
-        c.shut()
-        c.device.close()
-
-
-try:
-    from gpiozero.pins.mock import MockPin
-except ImportError:  # pragma: no cover - gpiozero is a dependency
-    MockPin = object
-
-
-class RehearsalPin(MockPin):
-    """gpiozero's MockPin, also keeping each change as (perf_counter_ns, state), on the
-    conductor's clock, for ``hs play --dry-run --pin-log``."""
-
-    def __init__(self, factory, info):
-        self.changes: list[tuple[int, int]] = []
-        super().__init__(factory, info)
-
-    def _change_state(self, value):
-        changed = super()._change_state(value)
-        if changed:
-            self.changes.append((time.perf_counter_ns(), int(value)))
-        return changed
 
 
 AUTO_STRETCH_CAP = 1000.0
