@@ -37,6 +37,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -74,8 +75,10 @@ class CoilDriver:
     def __init__(self, pins: list[int], restrike_ns: list[int], *, dry_run: bool = False, defer_limit_ns: int = 0):
         setup = {"pins": pins, "restrike_ns": restrike_ns, "dry_run": dry_run,
                  "hold_ns": max(HOLD_NS, int(defer_limit_ns)), "parent": os.getpid()}
+        # its stderr to a file, never a pipe: a full pipe would stop the driver mid-pulse
+        self._said = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(setup)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True)
+                                     stdout=subprocess.PIPE, stderr=self._said, close_fds=True)
         self._out, self._in = self.proc.stdin.fileno(), self.proc.stdout.fileno()
         self._buffer = bytearray()
         self._answers: dict[int, int | bool] = {}
@@ -180,13 +183,14 @@ class CoilDriver:
     def _why(self) -> str:
         try:
             self.proc.wait(timeout=1.0)
-            said = self.proc.stderr.read().decode(errors="replace").strip().splitlines()
+            self._said.seek(0)
+            said = self._said.read().decode(errors="replace").strip().splitlines()
         except (subprocess.TimeoutExpired, OSError, ValueError):
             said = []
         return f": {said[-1]}" if said else f" (exit {self.proc.returncode})" if self.proc.returncode is not None else ""
 
     def _end(self) -> None:
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+        for f in (self.proc.stdin, self.proc.stdout):
             try:
                 f.close()
             except OSError:
@@ -196,6 +200,7 @@ class CoilDriver:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self._said.close()
 
 
 # --------------------------------------------------------------------------- the driver's end
@@ -235,12 +240,16 @@ class _Driver:
         self.coils, self.hold_ns, self.out = coils, hold_ns, out
         self.due: list[tuple[int, int, int, int, int]] = []  # (at, asked at, number, coil, pulse)
         self.closed = False
-        self.struck = self.refused = self.held = self.late = 0
+        self.struck = self.refused = self.held = self.late = self.unsaid = 0
         self.longest = 0
 
     def send(self, kind: int, payload: bytes) -> None:
         try:
             os.write(self.out, FRAME.pack(kind, len(payload)) + payload)
+        except BlockingIOError:
+            # hs is not reading: its strike will count the word as lost, and no coil waits for it
+            # (a frame under PIPE_BUF is written whole or not at all)
+            self.unsaid += 1
         except BrokenPipeError:
             self.all_off()
 
@@ -414,6 +423,7 @@ def serve(setup: dict, commands: int = 0, out: int = 1) -> int:
         return 0
     realtime = _realtime()
     driver.send(READY, json.dumps({"realtime": realtime}).encode())
+    os.set_blocking(out, False)  # from now on a pin change never waits for hs to read
     clock, pending = time.perf_counter_ns, bytearray()
     try:
         while True:
@@ -450,6 +460,7 @@ def serve(setup: dict, commands: int = 0, out: int = 1) -> int:
 
 
 def _hand_back(driver: _Driver, devices) -> None:
+    os.set_blocking(driver.out, True)  # every coil is off: now the log may wait for hs
     rows = sorted((c.bcm, t, v) for c in driver.coils for t, v in getattr(c.device.pin, "changes", ()))
     for i in range(0, len(rows), LOG_ROWS):
         flat = [x for row in rows[i:i + LOG_ROWS] for x in row]
@@ -457,7 +468,7 @@ def _hand_back(driver: _Driver, devices) -> None:
     for d in devices:
         d.close()
     driver.send(DONE, json.dumps({"struck": driver.struck, "refused": driver.refused, "held": driver.held,
-                                  "late": driver.late, "longest_ns": driver.longest}).encode())
+                                  "late": driver.late, "longest_ns": driver.longest, "unsaid": driver.unsaid}).encode())
 
 
 if __name__ == "__main__":
