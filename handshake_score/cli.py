@@ -98,7 +98,7 @@ def score(
     kind_list = [k.strip() for k in kinds.split(",") if k.strip()] if kinds is not None else None
 
     total = sum(p.stat().st_size for p in captures if p.is_file())
-    result = None
+    result = streamed = None
     from .summary import score_files  # numpy and the reader: the last big imports
 
     # What the imports made lives until exit: the collector need not walk it again, nor
@@ -108,7 +108,14 @@ def score(
         if output is None and midi is None:  # the summary alone: no score to build
             summary = score_files(captures, strict=strict, timeout_s=timeout, max_attempts=max_attempts,
                                   on_progress=advance)
-        else:
+        elif midi is None and not anonymize:  # the score file alone: streamed to it, in bounded memory
+            from .score import score_to_file
+
+            streamed = score_to_file(captures, output, force=force, strict=strict, timeout_s=timeout,
+                                     max_attempts=max_attempts, orchestra=band, hosts=host or (), ports=port or (),
+                                     start=start, end=end, kinds=kind_list, on_progress=advance)
+            summary = streamed.summary
+        else:  # MIDI and pseudonyms need the whole score: it is built in memory
             from .score import compose
 
             result, summary = compose(captures, strict=strict, timeout_s=timeout, max_attempts=max_attempts,
@@ -118,9 +125,16 @@ def score(
             print(f"hs: warning: {f.path}: cut short at byte {f.truncated_at}; scored the "
                   f"{f.packets} packets before it (--strict makes this an error)", file=sys.stderr)
     written = {}
+    if streamed is not None:
+        filtered = host or port or start is not None or end is not None or kind_list is not None
+        if filtered and not streamed.notes and streamed.scored:
+            print("hs: warning: no note passes the filters", file=sys.stderr)
+        written["score"] = str(output)
+        counts = (streamed.notes, streamed.attempts)
     if result is not None:
         result = _shaped(result, host, port, start, end, kind_list, anonymize, key)
-    if output is not None:
+        counts = (len(result), result.attempts())
+    if output is not None and streamed is None:
         from .scorefile import save_score
 
         save_score(result, output, force)
@@ -132,11 +146,11 @@ def score(
         written["midi"] = str(midi)
     if json_out:
         print(json.dumps({**summary.as_dict(), "written": written,
-                          "score_notes": None if result is None else len(result)}))
+                          "score_notes": counts[0] if written else None}))
     else:
         print(_report(summary))
         for what, path in written.items():
-            print(f"{what:<11} {path} ({len(result):,} notes, {result.attempts():,} attempts)")
+            print(f"{what:<11} {path} ({counts[0]:,} notes, {counts[1]:,} attempts)")
 
 
 @app.command()
@@ -385,9 +399,11 @@ def play(
     performers = _open_performers(who, band, port=port, dry_run=dry_run, too_soon=too_soon, defer_limit=defer_limit)
     from .play import perform
 
+    if max_gap is None:
+        _tell_long_silence(loaded, factor)
     stopped = None
     try:
-        with _play_status(loaded, factor) as (started, progress):
+        with _play_status(loaded, factor, max_gap) as (started, progress):
             result = perform(loaded, performers, stretch=factor, max_gap=max_gap, loop=loop,
                              timing_log=timing_log, force=force, on_start=started, on_progress=progress)
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C; SIGTERM or SIGHUP, made SystemExit by main()
@@ -526,10 +542,12 @@ def _load_playable(path: Path, band):
 
 
 def _open_performers(who: list[str], band, *, port, dry_run: bool, too_soon: str, defer_limit: float):
-    """The performers named, the most time-critical first (they share a moment's deadline)."""
+    """The performers named, in the order they are called at a moment they share: the most
+    time-critical first, the solenoids last (their coil driver strikes at the deadline by itself;
+    the call only hears that it did)."""
     performers = []
     try:
-        for name in ("solenoids", "midi", "speakers", "console"):
+        for name in ("midi", "speakers", "console", "solenoids"):
             if name not in who:
                 continue
             if name == "solenoids":
@@ -559,9 +577,30 @@ def _open_performers(who: list[str], band, *, port, dry_run: bool, too_soon: str
     return performers
 
 
-def _play_status(score, stretch: float):
+def _tell_long_silence(score, stretch: float) -> None:
+    """Before playing, a line on stderr if the score falls silent for long (without --max-gap):
+    else a performance waiting months for its next note looks like one that hangs."""
+    import numpy as np
+
+    from .timing import LONG_SILENCE_S, duration_text, output_times_ns, silences_ns
+
+    if not len(score):
+        return
+    gaps, order = silences_ns(output_times_ns(score.notes["time_ns"], stretch))
+    longest = int(np.argmax(gaps))
+    if gaps[longest] <= LONG_SILENCE_S * 1e9:
+        return
+    where = "the first note" if longest == 0 else f"note {int(order[longest]) + 1:,}"
+    others = int(np.count_nonzero(gaps > LONG_SILENCE_S * 1e9)) - 1
+    more = f" ({others:,} more silence{'s' if others != 1 else ''} over {LONG_SILENCE_S:g} s)" if others else ""
+    print(f"hs: nothing sounds for {duration_text(gaps[longest])} before {where}{more}; "
+          "--max-gap S shortens every silence to S seconds", file=sys.stderr)
+
+
+def _play_status(score, stretch: float, max_gap: Optional[float] = None):
     """A progress line on stderr when it is a terminal: position, time left, notes played
-    and dropped. Yields (on_start, on_progress) for :func:`~.play.perform`."""
+    and dropped, and how long until the next note when that is a while. Yields (on_start,
+    on_progress) for :func:`~.play.perform`."""
     from contextlib import contextmanager
 
     @contextmanager
@@ -569,15 +608,33 @@ def _play_status(score, stretch: float):
         if not sys.stderr.isatty():
             yield None, None
             return
+        import time
+
+        import numpy as np
+
+        from .timing import duration_text, output_times_ns
+
+        times = np.sort(output_times_ns(score.notes["time_ns"], stretch, max_gap))
+        reached = {"key": (0, 1), "at": time.monotonic_ns()}  # the position last seen, and when it was reached
+
+        def started(_):
+            reached.update(key=(0, 1), at=time.monotonic_ns())
 
         def progress(p):
-            left = max(0, p.length_ns - p.position_ns) / 1e9
-            sys.stderr.write(f"\r\x1b[K{p.position_ns / 1e9:8.1f} s of {p.length_ns / 1e9:.1f} s  ({left:.0f} s left)"
-                             f"{f'  pass {p.passes}' if p.passes > 1 else ''}  played {p.played:,}  dropped {p.dropped:,}")
+            now = time.monotonic_ns()
+            if (p.position_ns, max(p.passes, 1)) != reached["key"]:
+                reached.update(key=(p.position_ns, max(p.passes, 1)), at=now)
+            left = duration_text(p.length_ns - p.position_ns)
+            k = int(np.searchsorted(times, p.position_ns, side="right"))
+            wait = int(times[k]) - p.position_ns - (now - reached["at"]) if k < len(times) else 0
+            ahead = f"  next note in {duration_text(wait)}" if wait >= 1_000_000_000 else ""
+            sys.stderr.write(f"\r\x1b[K{p.position_ns / 1e9:8.1f} s of {p.length_ns / 1e9:.1f} s  ({left} left)"
+                             f"{f'  pass {p.passes}' if p.passes > 1 else ''}  played {p.played:,}  dropped {p.dropped:,}"
+                             f"{ahead}")
             sys.stderr.flush()
 
         try:
-            yield None, progress
+            yield started, progress
         finally:
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()

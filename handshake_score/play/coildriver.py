@@ -57,6 +57,7 @@ HOLD_NS = 2_000_000           # a strike this close to allowed waits for its mom
 CUT_NS = MAX_ON_NS - 5_000_000  # no pulse is timed longer than this, whatever it is asked
 START_TIMEOUT_S = 20.0        # the driver's start: Python, gpiozero, the pins
 ANSWER_TIMEOUT_S = 0.5        # the longest a strike waits for the driver's word before counting it refused
+ANSWER_SPIN_S = 0.001         # for the first of it, it polls (the word comes microseconds after the pin)
 LOG_ROWS = 40_000             # pin changes per log frame
 
 
@@ -80,6 +81,7 @@ class CoilDriver:
         self.proc = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(setup)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._said, close_fds=True)
         self._out, self._in = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+        os.set_blocking(self._in, False)
         self._buffer = bytearray()
         self._answers: dict[int, int | bool] = {}
         self._reading = threading.Lock()
@@ -111,7 +113,7 @@ class CoilDriver:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False  # the driver is held up: counted refused; its late word is dropped
-                kind, payload = self._frame(left)
+                kind, payload = self._frame(left, ANSWER_SPIN_S)
                 if kind is None:
                     continue
                 if kind == ANSWER:
@@ -160,9 +162,12 @@ class CoilDriver:
             if not quiet:
                 raise HandshakeScoreError("the coil driver stopped" + self._why()) from None
 
-    def _frame(self, timeout_s: float) -> tuple[int | None, bytes]:
-        """The next frame from the driver, (None, b"") after ``timeout_s``; raises if it ended."""
-        deadline = time.monotonic() + timeout_s
+    def _frame(self, timeout_s: float, spin_s: float = 0.0) -> tuple[int | None, bytes]:
+        """The next frame from the driver, (None, b"") after ``timeout_s``; raises if it ended.
+        For the first ``spin_s`` it polls instead of sleeping: waking a sleeping thread costs
+        more than the driver takes to answer a strike due now."""
+        now = time.monotonic()
+        deadline, spin_until = now + timeout_s, now + min(spin_s, timeout_s)
         while True:
             if len(self._buffer) >= FRAME.size:
                 kind, size = FRAME.unpack_from(self._buffer)
@@ -170,12 +175,15 @@ class CoilDriver:
                     payload = bytes(self._buffer[FRAME.size:FRAME.size + size])
                     del self._buffer[:FRAME.size + size]
                     return kind, payload
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._in], [], [], left)[0]:
-                if left <= 0:
+            try:
+                chunk = os.read(self._in, 1 << 20)
+            except BlockingIOError:
+                now = time.monotonic()
+                if now >= deadline:
                     return None, b""
+                if now >= spin_until:
+                    select.select([self._in], [], [], deadline - now)
                 continue
-            chunk = os.read(self._in, 1 << 20)
             if not chunk:
                 raise HandshakeScoreError("the coil driver stopped" + self._why())
             self._buffer += chunk
