@@ -4,8 +4,9 @@ Every call has an absolute deadline on the monotonic ``perf_counter_ns``
 clock, counted from one start, so lateness never accumulates. The thread
 sleeps until :data:`SPIN_NS` before a deadline (a sleep overshoots by tens of
 microseconds, more on a busy machine), then spins on the clock to the
-deadline itself. Before spinning it cues the performer of the next strike
-(:meth:`~.performer.Performer.cue`), so what can be done ahead is. The hot loop works on Python lists made once from the
+deadline itself. As soon as the calls of one moment are made it cues the
+performers of the next moment's strikes (:meth:`~.performer.Performer.cue`), so
+what can be done ahead is. The hot loop works on Python lists made once from the
 timeline, since reading numpy scalars one at a time is slower.
 """
 
@@ -79,6 +80,8 @@ class Conductor(threading.Thread):
         who = self.who.tolist()
         call = [calls[w][s] for w, s in zip(who, strike)]
         cue = [self.performers[w].cue if s else None for w, s in zip(who, strike)]
+        # the end of each moment's events: a moment's strikes are all cued before its first call
+        moment_end = np.searchsorted(self.timeline["due_ns"], self.timeline["due_ns"], "right").tolist()
         clock, sleep, wake = time.perf_counter_ns, time.sleep, self._wake.wait
         n = len(due)
         t0 = self.start_ns = clock() + LEAD_NS
@@ -90,8 +93,14 @@ class Conductor(threading.Thread):
                 refused = self.refused = []
                 self.done = 0
                 self.passes += 1
+                cued = 0
                 for j in range(n):
                     deadline = t0 + due[j]
+                    if j >= cued:  # a new moment: cue its strikes now, as far ahead as can be
+                        cued = moment_end[j]
+                        for k in range(j, cued):
+                            if cue[k] is not None:
+                                cue[k](note[k], deadline)
                     wait = deadline - clock() - SPIN_NS
                     while wait > 0 and not self.stopping:
                         if wait > LONG_WAIT_NS:
@@ -101,8 +110,6 @@ class Conductor(threading.Thread):
                         wait = deadline - clock() - SPIN_NS
                     if self.stopping:
                         return
-                    if cue[j] is not None:  # let the performer get ready (or catch up, when late)
-                        cue[j](note[j], deadline)
                     while clock() < deadline:
                         pass
                     t = clock()

@@ -72,9 +72,10 @@ class Performer:
         return None
 
     def cue(self, note: int, at_ns: int) -> None:
-        """Note ``note`` is due at ``at_ns`` (``perf_counter_ns``), 1-2 ms from now, or already
-        past when the conductor runs late: do what can be done ahead, so :meth:`strike` has
-        less to do."""
+        """Note ``note`` is due at ``at_ns`` (``perf_counter_ns``): said as soon as the calls of
+        the moment before were made (so any time ahead, or already past when the conductor
+        runs late).
+        Do what can be done ahead, so :meth:`strike` has less to do."""
 
     def strike(self, note: int):
         """Sound note ``note`` now. Return False if a hard limit refused it; or, where the

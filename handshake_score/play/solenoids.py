@@ -29,7 +29,7 @@ from .coildriver import CoilDriver
 from .performer import EVENT, RELEASE, STRIKE, Part, Performer, keep
 
 TOO_SOON = ("drop", "defer")
-LOOKAHEAD_NS = 50_000_000  # how far ahead of its deadline the driver is handed a planned strike
+LOOKAHEAD_NS = 50_000_000  # strikes this close after the next one are handed to the driver with it
 
 
 @dataclass(frozen=True)
@@ -118,14 +118,15 @@ class SolenoidPerformer(Performer):
         return self._by_kind[self._kinds[note]][1]
 
     def cue(self, note: int, at_ns: int) -> None:
-        # hand the driver this strike, the next one and any others of the next LOOKAHEAD_NS: it
-        # makes them at their deadlines even if hs is held up meanwhile
+        # hand the driver this strike, the next one and any others within LOOKAHEAD_NS after that
+        # (a chord goes whole): it makes them at their deadlines even if hs is held up meanwhile
         i = self._index[note]
         due = self._ahead_due
         base = at_ns - due[i]
         if base != self._base:  # the first cue of a pass
             self._base, self._next = base, i
-        while self._next < len(due) and (self._next <= i + 1 or due[self._next] - due[i] <= LOOKAHEAD_NS):
+        until = due[min(i + 1, len(due) - 1)] + LOOKAHEAD_NS
+        while self._next < len(due) and (self._next <= i + 1 or due[self._next] <= until):
             n = self._ahead_notes[self._next]
             self._cued[n] = self.driver.strike_at(*self._by_kind[self._kinds[n]], base + due[self._next])
             self._next += 1
