@@ -2,10 +2,11 @@
 
 Two views (``docs/plot.md`` says more):
 
-- **sequence** (short scores, up to :data:`AUTO_SEQUENCE_ATTEMPTS` attempts): the
-  handshakes as a sequence diagram, time going down, clients on the left and
-  servers on the right, one arrow per note in its direction, coloured by the
-  attempt's outcome, retries dashed, resets marked with a cross.
+- **sequence** (short scores: up to :data:`AUTO_SEQUENCE_ATTEMPTS` attempts that fit
+  in :data:`MAX_SEQUENCE_ROWS` rows): the handshakes as a sequence diagram, time
+  going down, clients on the left and servers on the right, one arrow per note in
+  its direction, coloured by the attempt's outcome, retries dashed, resets marked
+  with a cross.
 - **density** (long scores): notes per kind over time (about :data:`BINS` bins),
   handshakes per outcome over time, and histograms of the two delays.
 
@@ -17,9 +18,14 @@ Why these choices:
   are milliseconds or seconds apart: no linear axis shows both. Where the gap
   between two rows is much longer than usual, a dotted break line says how long
   it was; each answer's arrow states the real delay (``SYN->SYN-ACK 12.2 us``).
+- The sequence view costs a few text artists per row (that is where its time
+  goes: matplotlib lays out and rasterises each label), so it has a hard cap:
+  at most :data:`MAX_SEQUENCE_ROWS` rows, whatever the score. "auto" picks it only
+  for a score that fits; asked for on a bigger one, it draws the first rows, says
+  so in the picture, and warns (one line on stderr).
 - The density view is vectorised: a handful of artists (stairs, one stacked
-  fill per outcome, two histograms) whatever the number of notes, so 100,000
-  handshakes take about as long as 100.
+  fill per outcome, two histograms) from bincounts, whatever the number of notes,
+  so 1,000,000 notes take about as long as 100.
 - matplotlib is imported inside :func:`plot_png` (it takes a while to import;
   ``hs score`` does not need it), drawn on a ``Figure`` with the Agg canvas (no
   pyplot state, no display), and written through :func:`~.files.atomic_write`.
@@ -28,6 +34,8 @@ Why these choices:
 from __future__ import annotations
 
 import os
+import sys
+from typing import Callable
 
 import numpy as np
 
@@ -37,8 +45,8 @@ from .score import NO_DELAY, Score, bracketed
 from .tracker import Kind, Outcome
 
 VIEWS = ("auto", "sequence", "density")
-AUTO_SEQUENCE_ATTEMPTS = 40     # "auto": the sequence view up to this many attempts
-MAX_SEQUENCE_ATTEMPTS = 200     # a sequence view asked for explicitly: at most this many
+AUTO_SEQUENCE_ATTEMPTS = 40     # "auto": the sequence view up to this many attempts (if they fit in its rows)
+MAX_SEQUENCE_ROWS = 160         # the sequence view draws at most this many rows (a row a note, 0.9 a pause)
 BINS = 200                      # the density view's time bins
 DELAY_BINS = 60
 DPI = 100
@@ -111,31 +119,51 @@ def outcome_counts(score: Score) -> dict[str, int]:
 
 # --- the entry point ------------------------------------------------------------------------------------
 
+def sequence_rows(score: Score) -> float:
+    """How many rows the sequence view of the whole score takes (a row a note, and
+    :data:`BREAK_ROWS` more for each long pause); numpy only, cheap for any score."""
+    if not len(score.notes):
+        return 0.0
+    return float(_rows(score.notes["time_ns"])[0][-1]) + 1
+
+
 def choose_view(score: Score, view: str = "auto") -> str:
-    """The view ``view`` stands for with this score: "sequence" or "density"."""
+    """The view ``view`` stands for with this score: "sequence" or "density".
+
+    "auto" is the sequence view when the score has at most :data:`AUTO_SEQUENCE_ATTEMPTS`
+    attempts and they fit in :data:`MAX_SEQUENCE_ROWS` rows (a score of one SYN sent
+    3,000 times has one attempt, and 3,000 rows), else the density view.
+    """
     if view not in VIEWS:
         raise HandshakeScoreError(f"unknown view {view!r} (the views are {', '.join(VIEWS)})")
-    attempts = score.attempts() if len(score.notes) else 0
-    if view == "auto":
-        return "sequence" if attempts <= AUTO_SEQUENCE_ATTEMPTS else "density"
-    if view == "sequence" and attempts > MAX_SEQUENCE_ATTEMPTS:
-        raise HandshakeScoreError(f"the sequence view shows at most {MAX_SEQUENCE_ATTEMPTS} handshakes, "
-                                  f"this score has {attempts:,}; use the density view (or filter the score)")
-    return view
+    if view != "auto":
+        return view
+    n = len(score.notes)
+    fits = n <= MAX_SEQUENCE_ROWS and (n == 0 or score.attempts() <= AUTO_SEQUENCE_ATTEMPTS)
+    return "sequence" if fits and sequence_rows(score) <= MAX_SEQUENCE_ROWS else "density"
+
+
+def _stderr_warning(line: str) -> None:
+    print(f"hs: warning: {line}", file=sys.stderr, flush=True)
 
 
 def plot_png(score: Score, path: str | os.PathLike, *, view: str = "auto", force: bool = False,
-             title: str | None = None) -> str:
+             title: str | None = None, warn: Callable[[str], None] | None = _stderr_warning) -> str:
     """Draw ``score`` as a PNG at ``path``; returns the view drawn, "sequence" or "density".
 
-    ``view`` "auto" picks the sequence diagram up to :data:`AUTO_SEQUENCE_ATTEMPTS`
-    attempts, else the density view. ``title`` replaces the default title (the
-    score's sources). An existing file is replaced only with ``force``; the
-    file appears only once complete. A score without notes gives a picture
-    saying "no handshakes".
+    ``view`` "auto" picks the sequence diagram for a score of at most
+    :data:`AUTO_SEQUENCE_ATTEMPTS` attempts in at most :data:`MAX_SEQUENCE_ROWS` rows,
+    else the density view. "sequence" on a score longer than that draws its first
+    :data:`MAX_SEQUENCE_ROWS` rows, says so in the picture and calls ``warn`` with one
+    line (default: printed on stderr; ``None``: silent). ``title`` replaces the
+    default title (the score's sources). An existing file is replaced only with
+    ``force``; the file appears only once complete. A score without notes gives a
+    picture saying "no handshakes".
     """
     if title is not None and not isinstance(title, str):
         raise HandshakeScoreError(f"the title must be text, not {type(title).__name__}")
+    if warn is not None and not callable(warn):
+        raise HandshakeScoreError(f"warn must be a function of one line of text, not {type(warn).__name__}")
     chosen = choose_view(score, view)
     check_writable(path, force)  # before the work, not after it
     if len(score.notes) and int(score.notes["kind"].max()) >= len(Kind.ALL):
@@ -156,7 +184,7 @@ def plot_png(score: Score, path: str | os.PathLike, *, view: str = "auto", force
         fig.text(0.5, 0.6, title, ha="center", va="center", fontsize=14)
         fig.text(0.5, 0.4, "no handshakes", ha="center", va="center", fontsize=22, color="#555555")
     elif chosen == "sequence":
-        fig = _sequence(Figure, score, title)
+        fig = _sequence(Figure, score, title, warn)
     else:
         fig = _density(Figure, score, title)
     FigureCanvasAgg(fig)
@@ -179,31 +207,36 @@ def _server_sends(kind: np.ndarray, outcome: np.ndarray) -> np.ndarray:
     return (kind == _SYN_ACK) | (kind == _SYN_ACK_RETRY) | ((kind == _RST) & (outcome == _REFUSED))
 
 
-def _rows(time_ns: np.ndarray) -> tuple[np.ndarray, list[tuple[float, int]]]:
-    """Each note's row (y, going down), and the breaks (y between rows, gap ns) where the
-    gap is much longer than usual (over 4 times the median gap and over 100 µs)."""
+def _rows(time_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each note's row (y, going down), and the breaks where the gap is much longer than
+    usual (over 4 times the median gap and over 100 µs): their y (between two rows) and gap
+    in ns. numpy only: cheap for any score."""
     gaps = np.diff(time_ns)
     y = np.zeros(len(time_ns))
-    breaks = []
-    if len(gaps):
-        threshold = max(4 * float(np.median(gaps)), 100e3)
-        step = np.where(gaps > threshold, 1 + BREAK_ROWS, 1.0)
-        y[1:] = np.cumsum(step)
-        breaks = [(float(y[i + 1] - (1 + BREAK_ROWS) / 2), int(gaps[i])) for i in np.flatnonzero(gaps > threshold)]
-    return y, breaks
+    if not len(gaps):
+        return y, np.zeros(0), np.zeros(0, np.int64)
+    threshold = max(4 * float(np.median(gaps)), 100e3)
+    long = gaps > threshold
+    y[1:] = np.cumsum(np.where(long, 1 + BREAK_ROWS, 1.0))
+    at = np.flatnonzero(long)
+    return y, y[at + 1] - (1 + BREAK_ROWS) / 2, gaps[at]
 
 
-def _sequence(Figure, score: Score, title: str):
+def _sequence(Figure, score: Score, title: str, warn):
     from matplotlib.lines import Line2D
 
     notes = score.notes
     n = len(notes)
-    kind = notes["kind"].astype(np.intp)
-    outcome = notes["outcome"].astype(np.intp)
     t = notes["time_ns"]
-    y, breaks = _rows(t)
-    height_rows = float(y[-1]) + 1
-    row_in = max(0.19, min(ROW_IN, 26 / (height_rows + 2)))  # very long diagrams: rows shrink, the picture stays < ~30 in
+    y, break_y, break_gap = _rows(t)
+    # the hard cap: the rows that fit, the first ones (a score too long for this view is cut, and says so)
+    shown = int(np.searchsorted(y, MAX_SEQUENCE_ROWS - 1, "right"))
+    cut = shown < n
+    kind = notes["kind"][:shown].astype(np.intp)
+    outcome = notes["outcome"][:shown].astype(np.intp)
+    attempt = notes["attempt"][:shown]
+    height_rows = float(y[shown - 1]) + 1 + (1 + BREAK_ROWS if cut else 0)
+    row_in = max(0.19, min(ROW_IN, 26 / (height_rows + 2)))  # long diagrams: rows shrink (the cap bounds them)
     fontsize = 10 if row_in >= 0.25 else 8
     fig = Figure(figsize=(12, 2.4 + row_in * (height_rows + 1)), dpi=DPI)
     top = 1 - 1.25 / fig.get_figheight()
@@ -213,7 +246,7 @@ def _sequence(Figure, score: Score, title: str):
     ax.set_ylim(height_rows - 0.3, -1.4)  # time goes down
     ax.axis("off")
 
-    unit, per = _time_unit(float(t[-1]))
+    unit, per = _time_unit(float(t[shown - 1]))
     # column heads and lanes
     ax.text(X_TIME, -1.0, f"time since start ({unit})", fontsize=fontsize, fontweight="bold", va="center")
     ax.text(X_CLIENT, -1.0, "client", ha="center", va="center", fontsize=fontsize + 2, fontweight="bold")
@@ -221,17 +254,33 @@ def _sequence(Figure, score: Score, title: str):
     for x in (X_CLIENT, X_SERVER):
         ax.plot([x, x], [-0.6, height_rows - 0.4], color=LANE, lw=2.5, solid_capstyle="butt")
 
-    for yb, gap in breaks:
+    def across(yb: float, text: str, strong: bool = False) -> None:  # a dotted line across, with words on it
         ax.plot([X_TIME, X_MAX - 0.1], [yb, yb], color="#aaaaaa", lw=1, ls=":")
-        ax.text((X_CLIENT + X_SERVER) / 2, yb, f"{format_duration(gap)} later", ha="center", va="center",
-                fontsize=fontsize - 1, color="#666666", style="italic",
+        ax.text((X_CLIENT + X_SERVER) / 2, yb, text, ha="center", va="center",
+                fontsize=fontsize - (0 if strong else 1), color="#222222" if strong else "#666666", style="italic",
                 bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none"))
 
+    counts = outcome_counts(score)
+    attempts = sum(counts.values())
+    drawn_attempts = np.unique(attempt)
+    for yb, gap in zip(break_y.tolist(), break_gap.tolist()):
+        if yb > y[shown - 1]:
+            break
+        across(yb, f"{format_duration(gap)} later")
+    if cut:
+        left_attempts = attempts - len(drawn_attempts)  # attempts begin in order: those not drawn come later
+        across(float(y[shown - 1]) + (1 + BREAK_ROWS) / 2,
+               f"not drawn: {n - shown:,} more notes, to {format_duration(t[-1])}"
+               + (f", {left_attempts:,} more handshakes" if left_attempts else "")
+               + f" (this view has room for {MAX_SEQUENCE_ROWS} rows; the density view shows every note)", strong=True)
+
     back = _server_sends(kind, outcome)
-    seen: set[int] = set()
-    last_of_attempt = {int(a): i for i, a in enumerate(notes["attempt"])}
+    # an attempt's last note, to say "no answer" there: the last drawn, unless the attempt goes on past the cut
+    goes_on = set(drawn_attempts[np.isin(drawn_attempts, notes["attempt"][shown:])].tolist()) if cut else set()
+    last_of_attempt = {a: i for i, a in enumerate(attempt.tolist())}
+    previous: dict[int, int] = {}  # each attempt's note drawn last so far
     decimals = 3 if unit == "ms" else 4
-    for i in range(n):
+    for i in range(shown):
         row = notes[i]
         k, o, a, yi = Kind.ALL[kind[i]], Outcome.ALL[outcome[i]], int(row["attempt"]), float(y[i])
         colour = OUTCOME_COLOURS[o]
@@ -248,9 +297,8 @@ def _sequence(Figure, score: Score, title: str):
             label += f"  ({format_duration(row['syn_to_syn_ack_ns'])} after SYN)"
         elif kind[i] == _ACK and row["syn_ack_to_ack_ns"] != NO_DELAY:
             label += f"  ({format_duration(row['syn_ack_to_ack_ns'])} after SYN-ACK)"
-        elif a in seen:
-            prev = int(np.flatnonzero(notes["attempt"][:i] == a)[-1])
-            label += f"  (+{format_duration(t[i] - t[prev])})"
+        elif a in previous:
+            label += f"  (+{format_duration(t[i] - t[previous[a]])})"
         # on the arrow, on white: it never runs into the next row
         ax.text((X_CLIENT + X_SERVER) / 2, yi, label, ha="center", va="center", fontsize=fontsize,
                 color=colour, fontweight="bold" if not dashed else "normal", zorder=4,
@@ -258,26 +306,32 @@ def _sequence(Figure, score: Score, title: str):
         # time, and who: the endpoints on the attempt's first note, its number on every note
         ax.text(X_TIME, yi, f"{t[i] / per:.{decimals}f}", va="center", fontsize=fontsize - 1, family="monospace",
                 color="#333333")
-        unanswered = last_of_attempt[a] == i and outcome[i] == _UNANSWERED
-        if a not in seen:
+        unanswered = last_of_attempt[a] == i and a not in goes_on and outcome[i] == _UNANSWERED
+        if a not in previous:
             ax.text(X_CLIENT - 0.12, yi, f"#{a}  {_endpoint(score, int(row['client']), int(row['client_port']))}",
                     ha="right", va="center", fontsize=fontsize - 1, color=colour)
             server = _endpoint(score, int(row["server"]), int(row["server_port"]))
             ax.text(X_SERVER + 0.12, yi, server + ("  no answer" if unanswered else ""),
                     ha="left", va="center", fontsize=fontsize - 1, color=colour)
-            seen.add(a)
         else:
             ax.text(X_CLIENT - 0.12, yi, f"#{a}", ha="right", va="center", fontsize=fontsize - 1, color=colour)
             if unanswered:
                 ax.text(X_SERVER + 0.12, yi, "no answer", ha="left", va="center", fontsize=fontsize - 1,
                         color=colour, style="italic")
+        previous[a] = i
 
-    counts = outcome_counts(score)
+    if cut and warn is not None:
+        warn(f"the sequence view has room for {MAX_SEQUENCE_ROWS} rows: drew the first {shown:,} of {n:,} notes "
+             f"({format_duration(t[shown - 1])} of {format_duration(t[-1])}, {len(drawn_attempts):,} of "
+             f"{attempts:,} handshakes); --view density shows them all")
+
     summary = "   ".join(f"{o} {c:,}" for o, c in counts.items() if c)
-    fig.suptitle(f"{title}\n{score.attempts():,} handshake{'s' * (score.attempts() != 1)}: {summary}",
+    drawn = f"   (the first {shown:,} of {n:,} notes)" if cut else ""
+    fig.suptitle(f"{title}\n{attempts:,} handshake{'s' * (attempts != 1)}: {summary}{drawn}",
                  fontsize=13, y=1 - 0.15 / fig.get_figheight(), va="top")
-    # the outcomes this score has (a colour in the legend is a colour in the picture)
-    handles = [Line2D([], [], color=c, lw=3, label=o) for o, c in OUTCOME_COLOURS.items() if counts[o]]
+    # the outcomes drawn (a colour in the legend is a colour in the picture)
+    drawn_outcomes = {Outcome.ALL[o] for o in np.unique(outcome).tolist()}
+    handles = [Line2D([], [], color=c, lw=3, label=o) for o, c in OUTCOME_COLOURS.items() if o in drawn_outcomes]
     if np.isin(kind, (_SYN_RETRY, _SYN_ACK_RETRY)).any():
         handles.append(Line2D([], [], color=LANE, lw=2, ls=(0, (4, 2.5)), label="retry (dashed)"))
     if (kind == _RST).any():
@@ -311,11 +365,10 @@ def _density(Figure, score: Score, title: str):
     # notes per kind over time: one stairs line per kind, log y (retries and resets are rare)
     ax = fig.add_subplot(grid[0])
     which = np.minimum(np.searchsorted(edges_ns, t, "right") - 1, BINS - 1)
-    per_kind = np.zeros((len(Kind.ALL), BINS), np.int64)
-    np.add.at(per_kind, (kind, which), 1)
+    per_kind = np.bincount(kind * BINS + which, minlength=len(Kind.ALL) * BINS).reshape(len(Kind.ALL), BINS)
     for i, k in enumerate(Kind.ALL):
-        if per_kind[i].any():
-            ax.stairs(per_kind[i], edges, color=KIND_COLOURS[k], lw=1.6,
+        if per_kind[i].any():  # baseline None: no edge down to 0 (off a log axis) at either end
+            ax.stairs(per_kind[i], edges, baseline=None, color=KIND_COLOURS[k], lw=1.6,
                       ls="--" if k in (Kind.SYN_RETRY, Kind.SYN_ACK_RETRY) else "-",
                       label=f"{KIND_LABELS[k]} ({int(per_kind[i].sum()):,})")
     ax.set_yscale("log", nonpositive="clip")
@@ -332,9 +385,8 @@ def _density(Figure, score: Score, title: str):
     # handshakes per outcome over time (by each attempt's first note), stacked
     ax = fig.add_subplot(grid[1])
     first, outcome = _attempt_outcomes(score)
-    at = which[first]
-    per_outcome = np.zeros((len(Outcome.ALL), BINS), np.int64)
-    np.add.at(per_outcome, (outcome, at), 1)
+    per_outcome = np.bincount(outcome * BINS + which[first],
+                              minlength=len(Outcome.ALL) * BINS).reshape(len(Outcome.ALL), BINS)
     base = np.zeros(BINS)
     for i, o in enumerate(Outcome.ALL):
         if per_outcome[i].any():
@@ -387,9 +439,10 @@ def _density(Figure, score: Score, title: str):
                 bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.8))
         ax.grid(True, axis="y", alpha=0.3)
 
-    counts = outcome_counts(score)
+    counts = dict(zip(Outcome.ALL, per_outcome.sum(axis=1).tolist()))
     total = sum(counts.values())
     summary = "   ".join(f"{o} {c:,} ({100 * c / total:.1f}%)" for o, c in counts.items() if c)
-    fig.suptitle(f"{title}\n{total:,} handshakes, {len(notes):,} notes over {format_duration(span)}\n{summary}",
+    fig.suptitle(f"{title}\n{total:,} handshake{'s' * (total != 1)}, {len(notes):,} notes over "
+                 f"{format_duration(span)}\n{summary}",
                  fontsize=13)
     return fig
