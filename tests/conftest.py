@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = ROOT / "tests" / "corpus"  # a copy of ../shared/corpus, so a clone needs nothing beside it
 KINDS = ["syn", "syn-retry", "syn-ack", "syn-ack-retry", "ack", "rst"]
 OUTCOMES = ["complete", "refused", "unanswered", "incomplete"]
 

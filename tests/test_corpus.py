@@ -1,4 +1,4 @@
-"""Every capture in ../shared/corpus: the figures its README states, exactly."""
+"""Every capture in tests/corpus: the figures its README states, exactly."""
 
 from __future__ import annotations
 
