@@ -10,6 +10,11 @@ scanner does, or SYN-ACK retried into silence) or mid-stream (open before the ca
 data and FIN only). Retries keep their ISN. The figures expected from ``hs score`` are written
 to ``OUT.expected.json`` and printed. Everything is built as numpy columns, then serialised
 in chunks, so 1M packets take a few seconds.
+
+``--shape flood`` writes a SYN flood instead: every packet a SYN that is never answered
+(a new attempt each: its own client port and ISN), from ``--clients`` addresses in
+10.0.0.0/8 to a few servers, at ``--rate`` SYNs per second, headers only (54-byte frames).
+It is written chunk by chunk, so 10,000,000 SYNs take well under a minute and little memory.
 """
 
 from __future__ import annotations
@@ -383,6 +388,80 @@ def make(out: Path, n_packets: int, fmt: str = "pcap", snaplen: int = 128, seed:
     return expected
 
 
+FLOOD_SERVERS = np.array([0xC000020A, 0xC0000214, 0xC633640A, 0xCB00710A], np.uint32)  # 192.0.2.10 ... (documentation)
+FLOOD_PORTS = np.array([80, 443, 443, 8080], np.uint16)
+
+
+def make_flood(out: Path, n_packets: int, fmt: str = "pcap", seed: int = 1, clients: int = 1_000_000,
+               rate: int = 100_000, chunk: int = 1 << 20) -> dict:
+    """A SYN flood: ``n_packets`` SYNs, none answered, each a new attempt, from ``clients``
+    addresses (10.0.0.0/8) at ``rate`` per second; Ethernet + IPv4 + TCP without options
+    (54 bytes, headers only). Written chunk by chunk; returns and writes the ground truth."""
+    if not 1 <= clients <= 1 << 24:
+        sys.exit("--clients must be 1 to 16,777,216 (addresses in 10.0.0.0/8)")
+    rng = np.random.default_rng(seed)
+    # the client pool: distinct addresses, a random sample of 10.0.0.0/8
+    pool = (np.uint32(10 << 24) | rng.permutation(1 << 24)[:clients].astype(np.uint32))
+    head = 16 if fmt == "pcap" else 28
+    frame = 54
+    rec_len = head + (frame if fmt == "pcap" else ((frame + 3) & ~3) + 4)
+    step_us = SECOND / rate
+    # ISNs: an odd multiplier is a bijection of 32-bit numbers, so no two SYNs of the run share
+    # an ISN, and no SYN is a retry of another (each opens an attempt of its own)
+    mult, offset = np.uint64(2654435761), np.uint64(rng.integers(0, 2**32))
+    with open(out, "wb") as f:
+        f.write(file_header(fmt, 128))
+        for lo in range(0, n_packets, chunk):
+            n = min(chunk, n_packets - lo)
+            i = np.arange(lo, lo + n, dtype=np.uint64)
+            t = EPOCH_US + (i.astype(np.float64) * step_us).astype(np.int64)
+            src = pool[rng.integers(0, clients, n)]
+            server = rng.integers(0, len(FLOOD_SERVERS), n)
+            dst, dport = FLOOD_SERVERS[server], FLOOD_PORTS[server]
+            sport = rng.integers(1024, 65536, n)
+            isn = ((i * mult + offset) & np.uint64(0xFFFFFFFF)).astype(np.int64)
+            ipid = rng.integers(0, 1 << 16, n)
+            buf = np.zeros((n, rec_len), np.uint8)
+            rows = np.arange(n)
+            if fmt == "pcap":
+                for col, v in ((0, t // SECOND), (4, t % SECOND), (8, frame), (12, frame)):
+                    put(buf, np.full(n, col), v, 4, little=True)
+            else:
+                for col, v in ((0, 6), (4, rec_len), (8, 0), (12, t >> 32), (16, t & 0xFFFFFFFF),
+                               (20, frame), (24, frame), (rec_len - 4, rec_len)):
+                    put(buf, np.full(n, col), v, 4, little=True)
+            e = np.full(n, head)
+            cmac = 0x020000000000 | (src.astype(np.int64) & 0xFFFFFF)
+            put(buf, e, GATEWAY_MAC, 6)
+            put(buf, e + 6, cmac, 6)
+            put(buf, e + 12, 0x0800, 2)
+            ip = e + 14
+            src_words = (src >> 16).astype(np.int64) + (src & 0xFFFF)
+            dst_words = (dst >> 16).astype(np.int64) + (dst & 0xFFFF)
+            words = 0x4500 + 40 + ipid + (64 << 8 | 6) + src_words + dst_words
+            words = (words & 0xFFFF) + (words >> 16)
+            csum = ~((words & 0xFFFF) + (words >> 16)) & 0xFFFF
+            for off, v, nb in ((0, 0x4500, 2), (2, 40, 2), (4, ipid, 2), (6, 0, 2), (8, 64 << 8 | 6, 2),
+                               (10, csum, 2), (12, src, 4), (16, dst, 4)):
+                put(buf, ip + off, v, nb, rows=rows)
+            tcp = ip + 20
+            for off, v, nb in ((0, sport, 2), (2, dport, 2), (4, isn, 4), (8, 0, 4), (12, 5 << 12 | SYN, 2),
+                               (14, 64240, 2)):
+                put(buf, tcp + off, v, nb, rows=rows)
+            f.write(buf.tobytes())
+    expected = {
+        "file": out.name, "format": fmt, "snaplen": 128, "seed": seed, "shape": "flood", "clients": clients,
+        "rate": rate, "packets": n_packets,
+        "duration_s": round(int((n_packets - 1) * step_us) / SECOND, 6) if n_packets else 0.0,
+        "connections": n_packets, "ipv6_packets": 0, "syn_packets": n_packets, "syn_ack_packets": 0,
+        "rst_packets": 0, "syn_or_rst_packets": n_packets,
+        "notes": {"syn": n_packets, "syn-retry": 0, "syn-ack": 0, "syn-ack-retry": 0, "ack": 0, "rst": 0},
+        "handshakes": {"complete": 0, "refused": 0, "unanswered": n_packets, "incomplete": 0},
+    }
+    Path(f"{out}.expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+    return expected
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
@@ -390,7 +469,14 @@ def main(argv=None) -> None:
     ap.add_argument("--format", choices=["pcap", "pcapng"], default="pcap")
     ap.add_argument("--snaplen", type=int, default=128, help="bytes kept per frame; 0 keeps whole frames")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--shape", choices=["mixed", "flood"], default="mixed",
+                    help="mixed: the connections above; flood: unanswered SYNs only (headers only)")
+    ap.add_argument("--clients", type=int, default=1_000_000, help="--shape flood: client addresses")
+    ap.add_argument("--rate", type=int, default=100_000, help="--shape flood: SYNs per second")
     a = ap.parse_args(argv)
+    if a.shape == "flood":
+        print(json.dumps(make_flood(a.out, a.packets, a.format, a.seed, a.clients, a.rate), indent=2))
+        return
     if a.snaplen and a.snaplen < 94:
         ap.error("--snaplen must be 0 or at least 94 (the longest Ethernet+IPv6+TCP header)")
     print(json.dumps(make(a.out, a.packets, a.format, a.snaplen, a.seed), indent=2))

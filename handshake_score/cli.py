@@ -53,7 +53,7 @@ def score(
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="The score file to write (default: scores/NAME.score, NAME from the first capture).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing score or MIDI file.")] = False,
     no_write: Annotated[bool, typer.Option("--no-write", help="Only print the summary; write no score file.")] = False,
-    midi: Annotated[Optional[Path], typer.Option("--midi", help="Also export the score as a MIDI file.", show_default=False)] = None,
+    midi: Annotated[Optional[Path], typer.Option("--midi", help="Also export the score as a MIDI file (the score is then built in memory).", show_default=False)] = None,
     stretch: Annotated[float, typer.Option(help="For --midi: play N times slower (any N > 0).")] = 1.0,
     orchestra: Annotated[Optional[Path], typer.Option("--orchestra", help="An orchestra TOML file (see hs orchestra).", show_default=False)] = None,
     host: Annotated[Optional[list[str]], typer.Option("--host", help="Keep attempts of this host (address, network like 10.0.0.0/8, or pseudonym); repeatable.", show_default=False)] = None,
@@ -61,7 +61,7 @@ def score(
     start: Annotated[Optional[str], typer.Option("--from", help="Start here: seconds after the capture's start, a time of day (14:03:05, local; 14:03:05Z, UTC) or a date and time.", show_default=False)] = None,
     end: Annotated[Optional[str], typer.Option("--to", help="End here (same forms as --from).", show_default=False)] = None,
     kinds: Annotated[Optional[str], typer.Option("--kinds", help="Keep only these note kinds, comma-separated: syn,syn-retry,syn-ack,syn-ack-retry,ack,rst.", show_default=False)] = None,
-    anonymize: Annotated[bool, typer.Option("--anonymize", help="Replace addresses by keyed pseudonyms, to share the score.")] = False,
+    anonymize: Annotated[bool, typer.Option("--anonymize", help="Replace addresses by keyed pseudonyms, to share the score (built in memory).")] = False,
     key: Annotated[Optional[str], typer.Option("--key", envvar="HS_ANONYMIZE_KEY", help="The key of --anonymize (same key, same pseudonyms); default: random, forgotten.", show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="A capture cut short is an error, not a warning.")] = False,
@@ -304,7 +304,7 @@ def render(
 def plot(
     score_file: Annotated[Path, typer.Argument(metavar="SCORE", help="A score file (hs score writes them).", show_default=False)],
     out: Annotated[Path, typer.Option("-o", "--output", metavar="OUT.png", help="The PNG file to write.", show_default=False)],
-    view: Annotated[str, typer.Option(help="sequence (arrows between client and server), density (notes and delays over time), or auto: sequence up to 40 handshakes.")] = "auto",
+    view: Annotated[str, typer.Option(help="sequence (arrows between client and server), density (notes and delays over time), or auto: sequence up to 40 handshakes that fit in 160 rows (a note each), density otherwise.")] = "auto",
     title: Annotated[Optional[str], typer.Option(help="The picture's title (default: the captures' names).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing PNG file.")] = False,
 ):

@@ -12,9 +12,9 @@ same bytes. A file that is not a score, or is damaged, raises
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
+import re
 import time
 from itertools import chain
 from typing import BinaryIO, Iterator
@@ -25,6 +25,7 @@ from .errors import HandshakeScoreError
 from .files import atomic_write
 from .orchestra import Orchestra
 from .score import KIND_CODE, NO_DELAY, NOTE, OUTCOME_CODE, Score, Source
+from .segments import INT64_MAX, INT64_MIN
 from .tracker import Kind, Outcome
 
 FORMAT = 1
@@ -51,39 +52,52 @@ def _json(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _blocks(score: Score, rows_per_block: int = 65536) -> Iterator[str]:
-    """The text of a score file, in blocks of lines (a long score is never all in memory as text)."""
-    head = [f"{MAGIC}{FORMAT}", f"# tool: {_json(score.tool)}", f"# start_ns: {score.start_ns}",
-            f"# start_utc: {_json(utc(score.start_ns))}"]
-    for n, s in enumerate(score.sources, 1):
+def header_text(tool: str, start_ns: int, sources: list[Source], options: dict, orchestra: Orchestra) -> str:
+    """The header of a score file and its column line (see ``docs/score-format.md``)."""
+    head = [f"{MAGIC}{FORMAT}", f"# tool: {_json(tool)}", f"# start_ns: {start_ns}",
+            f"# start_utc: {_json(utc(start_ns))}"]
+    for n, s in enumerate(sources, 1):
         head.append("# source: " + _json({"n": n, "name": s.name, "size": s.size, "sha256": s.sha256,
                                           "start_ns": s.start_ns,
                                           "start_utc": None if s.start_ns is None else utc(s.start_ns)}))
-    head += [f"# options: {_json(score.options)}", f"# orchestra: {_json(score.orchestra.as_dict())}",
-             ",".join(COLUMNS)]
-    yield "\n".join(head) + "\n"
-    host, kind, outcome = score.hosts.__getitem__, Kind.ALL.__getitem__, Outcome.ALL.__getitem__
+    head += [f"# options: {_json(options)}", f"# orchestra: {_json(orchestra.as_dict())}", ",".join(COLUMNS)]
+    return "\n".join(head) + "\n"
+
+
+def rows_text(time_ns: np.ndarray, kind: np.ndarray, attempt: np.ndarray, client, client_port: np.ndarray,
+              server, server_port: np.ndarray, outcome: np.ndarray, syn_to_syn_ack_ns: np.ndarray,
+              syn_ack_to_ack_ns: np.ndarray, source: np.ndarray) -> str:
+    """Note lines, one per row of the given columns: numpy arrays of the :data:`~.score.NOTE`
+    codes, except ``client`` and ``server``, iterables of the hosts' text."""
+    def delays(column: np.ndarray) -> list:
+        return ["" if d == NO_DELAY else d for d in column.tolist()]
+
+    columns = [
+        time_ns.tolist(),
+        map(Kind.ALL.__getitem__, kind.tolist()),
+        attempt.tolist(),
+        client,
+        client_port.tolist(),
+        server,
+        server_port.tolist(),
+        map(Outcome.ALL.__getitem__, outcome.tolist()),
+        delays(syn_to_syn_ack_ns),
+        delays(syn_ack_to_ack_ns),
+        source.tolist(),
+    ]
+    # one % over the whole block: the formatting loop runs in C, not once a row in Python
+    return (_ROW * len(time_ns)) % tuple(chain.from_iterable(zip(*columns)))
+
+
+def _blocks(score: Score, rows_per_block: int = 65536) -> Iterator[str]:
+    """The text of a score file, in blocks of lines (a long score is never all in memory as text)."""
+    yield header_text(score.tool, score.start_ns, score.sources, score.options, score.orchestra)
+    host = score.hosts.__getitem__
     for at in range(0, len(score.notes), rows_per_block):
         notes = score.notes[at:at + rows_per_block]
-
-        def delays(column: str) -> list:
-            return ["" if d == NO_DELAY else d for d in notes[column].tolist()]
-
-        columns = [
-            notes["time_ns"].tolist(),
-            map(kind, notes["kind"].tolist()),
-            notes["attempt"].tolist(),
-            map(host, notes["client"].tolist()),
-            notes["client_port"].tolist(),
-            map(host, notes["server"].tolist()),
-            notes["server_port"].tolist(),
-            map(outcome, notes["outcome"].tolist()),
-            delays("syn_to_syn_ack_ns"),
-            delays("syn_ack_to_ack_ns"),
-            notes["source"].tolist(),
-        ]
-        # one % over the whole block: the formatting loop runs in C, not once a row in Python
-        yield (_ROW * len(notes)) % tuple(chain.from_iterable(zip(*columns)))
+        yield rows_text(notes["time_ns"], notes["kind"], notes["attempt"], map(host, notes["client"].tolist()),
+                        notes["client_port"], map(host, notes["server"].tolist()), notes["server_port"],
+                        notes["outcome"], notes["syn_to_syn_ack_ns"], notes["syn_ack_to_ack_ns"], notes["source"])
 
 
 def dumps(score: Score) -> str:
@@ -128,8 +142,8 @@ def loads(text: str, path: str = "<score>") -> Score:
     first = lines[0].rstrip("\r") if lines else ""
     if not first.startswith(MAGIC):
         raise ScoreFileError(path, 1, f"not a handshake-score score (its first line should begin {MAGIC.strip()!r})")
-    version = first[len(MAGIC):]
-    if version != str(FORMAT):
+    version = first[len(MAGIC):len(MAGIC) + 20]  # a damaged file may have no line ends: not all of it
+    if first[len(MAGIC):] != str(FORMAT):
         newer = version.isdigit() and int(version) > FORMAT
         raise ScoreFileError(path, 1, f"score format {version!r} " + (
             f"is newer than this hs reads ({FORMAT}): upgrade handshake-score" if newer else "is unknown"))
@@ -160,82 +174,172 @@ def loads(text: str, path: str = "<score>") -> Score:
             raise ScoreFileError(path, number, f"the header has no {key!r} line")
     if lines[number - 1].rstrip("\r") != ",".join(COLUMNS):
         raise ScoreFileError(path, number, f"the column line should be {','.join(COLUMNS)!r}")
-    sources = [_source(path, n, i, v) for i, (n, v) in enumerate(header["source"], 1)]
     start_ns = header["start_ns"]
     if not isinstance(start_ns, int) or isinstance(start_ns, bool):
         raise ScoreFileError(path, at["start_ns"], "start_ns: not an integer")
+    if not INT64_MIN <= start_ns <= INT64_MAX:
+        raise ScoreFileError(path, at["start_ns"], f"start_ns: {_shown(start_ns)} is out of range ({_TIMES})")
+    if len(header["source"]) > _MAX_SOURCES:
+        raise ScoreFileError(path, header["source"][_MAX_SOURCES][0], f"source: more than {_MAX_SOURCES} sources")
+    sources = [_source(path, n, i, v, start_ns) for i, (n, v) in enumerate(header["source"], 1)]
+    if not isinstance(header["tool"], str):
+        raise ScoreFileError(path, at["tool"], "tool: not a string")
     if not isinstance(header["options"], dict):
         raise ScoreFileError(path, at["options"], "options: not a JSON object")
     try:
         orchestra = Orchestra.from_dict(header["orchestra"])
     except HandshakeScoreError as e:
         raise ScoreFileError(path, at["orchestra"], f"orchestra: {e}") from None
-    notes, hosts = _notes(path, number, lines[number:], len(sources))
-    return Score(notes, hosts, sources, start_ns, header["options"], orchestra, str(header["tool"]))
+    # every note's moment, start_ns + time_ns, is a time 64-bit nanoseconds hold
+    notes, hosts = _notes(path, number, lines[number:], len(sources), min(INT64_MAX, INT64_MAX - start_ns))
+    return Score(notes, hosts, sources, start_ns, header["options"], orchestra, header["tool"])
 
 
-def _source(path: str, line: int, n: int, v) -> Source:
+_TIMES = "64-bit nanoseconds since 1970 hold the years 1677-2262"
+_MAX_SOURCES = 0xFFFF  # a note's source is a uint16
+
+
+def _shown(value, width: int = 40) -> str:
+    """A value for an error message: in one line (a string as its repr), and not a whole damaged file."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= width else text[:width] + "..."
+
+
+def _is_integer(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _source(path: str, line: int, n: int, v, start_ns: int) -> Source:
     try:
-        if v["n"] != n:
-            raise ValueError(f"numbered {v['n']}, expected {n}")
-        start = v["start_ns"]
-        if not all(isinstance(x, int) for x in (v["size"], start if start is not None else 0)):
+        if not isinstance(v, dict):
+            raise ValueError("not a JSON object")
+        if not _is_integer(v["n"]) or v["n"] != n:
+            raise ValueError(f"numbered {_shown(v['n'])}, expected {n}")
+        start, size = v["start_ns"], v["size"]
+        if not _is_integer(size) or not (start is None or _is_integer(start)):
             raise ValueError("size and start_ns must be integers")
-        return Source(str(v["name"]), v["size"], str(v["sha256"]), start)
+        if not 0 <= size <= INT64_MAX:
+            raise ValueError(f"size {_shown(size)} is out of range (0-{INT64_MAX})")
+        # the console shows each note's time from its source's start: that difference is an int64 too
+        if start is not None and not (INT64_MIN <= start <= INT64_MAX and INT64_MIN <= start_ns - start <= INT64_MAX):
+            raise ValueError(f"start_ns {_shown(start)} is out of range ({_TIMES}, and it is the score's "
+                             "start_ns give or take that)")
+        if not isinstance(v["name"], str) or not isinstance(v["sha256"], str):
+            raise ValueError("name and sha256 must be strings")
+        return Source(v["name"], size, v["sha256"], start)
     except (KeyError, TypeError, ValueError) as e:
         raise ScoreFileError(path, line, f"source: {e}") from None
 
 
-_LIMITS = {"attempt": (1, 0xFFFFFFFF), "client_port": (0, 0xFFFF), "server_port": (0, 0xFFFF), "time_ns": (0, None)}
+# the range of each integer column: what its NOTE dtype holds, and what a score can mean
+_LIMITS = {"time_ns": (0, INT64_MAX), "attempt": (1, 0xFFFFFFFF), "client_port": (0, 0xFFFF),
+           "server_port": (0, 0xFFFF), "syn_to_syn_ack_ns": (INT64_MIN + 1, INT64_MAX),  # INT64_MIN is NO_DELAY
+           "syn_ack_to_ack_ns": (INT64_MIN + 1, INT64_MAX), "source": (1, _MAX_SOURCES)}
+_ONE_INT = re.compile(r"-?[1-9][0-9]*|0")  # an integer as a score writes it
+_POWERS_OF_10 = np.array([10 ** k for k in range(1, 20)], np.uint64)
 
 
-def _notes(path: str, header_lines: int, lines: list[str], n_sources: int) -> tuple[np.ndarray, list[str]]:
-    """Parse the note lines a column at a time; on any problem find the first bad line and name it."""
+def _notes(path: str, header_lines: int, lines: list[str], n_sources: int,
+           max_time: int = INT64_MAX) -> tuple[np.ndarray, list[str]]:
+    """Parse the note lines a column at a time; on any problem find the first bad line and name it.
+    ``max_time``: the latest ``time_ns`` the score's start allows."""
     body = "\n".join(lines)
+    if "\r" in body:  # CRLF line ends (a spreadsheet's); a carriage return anywhere else is refused below
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+        body = "\n".join(lines)
     try:
-        if '"' in body or "\r" in body:  # saved by a spreadsheet: quoted fields, CRLF
-            rows = list(csv.reader(io.StringIO(body)))
-            cols = list(zip(*rows)) if rows else [()] * len(COLUMNS)
-            if any(len(r) != len(COLUMNS) for r in rows):
+        if '"' in body:  # saved by a spreadsheet: quoted fields
+            rows = list(csv.reader(lines, strict=True))
+            if len(rows) != len(lines) or any(len(r) != len(COLUMNS) for r in rows):
                 raise ValueError("field count")
+            cols = list(zip(*rows)) if rows else [()] * len(COLUMNS)
         else:  # as we write it: no quoting, so one split gives every field
             fields = body.replace("\n", ",").split(",") if lines else []
             if len(fields) != len(lines) * len(COLUMNS):
                 raise ValueError("field count")
             cols = [fields[i::len(COLUMNS)] for i in range(len(COLUMNS))]
-        return _columns(cols, n_sources)
-    except (ValueError, KeyError, IndexError, OverflowError):
+            if body.isascii():  # so every field is: their total length checks the integers' forms at once
+                return _columns(cols, n_sources, max_time, len(body) - max(len(fields) - 1, 0))
+        return _columns(cols, n_sources, max_time)
+    except (ValueError, KeyError, IndexError, OverflowError, csv.Error):
         pass
-    rows = list(csv.reader(io.StringIO(body)))
-    for i, row in enumerate(rows):  # the slow way, to say where
+    times = []
+    for i, line in enumerate(lines):  # the slow way, to say where
         try:
+            row = _fields(line)
             if len(row) != len(COLUMNS):
                 raise ValueError(f"{len(row)} fields, expected {len(COLUMNS)}")
-            _columns([[v] for v in row], n_sources)
+            _columns([[v] for v in row], n_sources, max_time)
         except (ValueError, KeyError, IndexError, OverflowError) as e:
             raise ScoreFileError(path, header_lines + 1 + i, str(e)) from None
-    for i in range(1, len(rows)):
-        if int(rows[i][0]) < int(rows[i - 1][0]):
+        times.append(int(row[0]))
+    for i in range(1, len(times)):
+        if times[i] < times[i - 1]:
             raise ScoreFileError(path, header_lines + 1 + i, "notes out of time order")
     raise ScoreFileError(path, header_lines + 1, "damaged notes")  # unreachable unless a check above is missing
 
 
-def _int_column(name: str, values, missing_ok: bool = False) -> np.ndarray:
+def _fields(line: str) -> list[str]:
+    """The fields of one note line, or ValueError saying what is wrong with it."""
+    if "\r" in line:
+        raise ValueError("a carriage return (\\r) inside the line")
+    if '"' not in line:
+        return line.split(",")
     try:
-        if missing_ok:
-            out = np.array([int(v) if v else NO_DELAY for v in values], np.int64)
-        else:
-            out = np.array(list(map(int, values)), np.int64)
-    except ValueError:
-        bad = next(v for v in values if not _is_int(v) and not (missing_ok and v == ""))
-        raise ValueError(f"{name}: {bad!r} is not an integer") from None
-    except OverflowError:
-        raise ValueError(f"{name}: a value is out of range") from None
-    lo, hi = _LIMITS.get(name, (None, None))
-    if len(out) and lo is not None and (out.min() < lo or (hi is not None and out.max() > hi)):
-        bad = out[(out < lo) | ((out > hi) if hi is not None else False)][0]
-        raise ValueError(f"{name}: {bad} is out of range")
-    return out
+        return next(csv.reader([line], strict=True), [""])
+    except csv.Error as e:
+        raise ValueError(f"not a CSV line: {e}") from None
+
+
+def _int_column(name: str, values, missing_ok: bool = False, hi: int | None = None,
+                lengths: list | None = None) -> np.ndarray:
+    """A column of integers as a score writes them: an optional minus and digits, no leading
+    zeros, nothing else (``missing_ok``: or empty, read as NO_DELAY); each within
+    ``_LIMITS[name]`` (``hi``: a lower upper limit). Checked for the whole column at once.
+
+    ``lengths``: the caller knows the values are ASCII and checks their total length
+    against the text itself; this appends the length they have written plainly."""
+    lo, top = _LIMITS[name]
+    hi = top if hi is None else min(hi, top)
+    n = len(values)
+    if not n:
+        return np.zeros(0, np.int64)
+    written = None
+    if lengths is None:
+        joined = "\n".join(values)
+        written = len(joined) - (n - 1) if joined.isascii() else None  # int() takes other scripts' digits too
+    out = None
+    if lengths is not None or written is not None:
+        try:  # and "+1", " 1", "1_0", "007", "-0": each is longer than the integer written plainly
+            out = np.array([int(v) if v else NO_DELAY for v in values] if missing_ok else list(map(int, values)),
+                           np.int64)
+        except (ValueError, OverflowError):
+            pass
+    if out is not None:
+        present = out[out != NO_DELAY] if missing_ok else out
+        if not len(present) or (lo <= int(present.min()) and int(present.max()) <= hi):
+            # the length of each value written plainly: the text is as long only if every value is written so
+            magnitude = np.where(present < 0, np.uint64(0) - present.view(np.uint64), present.view(np.uint64))
+            plain = (int(np.searchsorted(_POWERS_OF_10, magnitude, side="right").sum()) + len(present)
+                     + int(np.count_nonzero(present < 0)))
+            if lengths is not None:
+                lengths.append(plain)
+                return out
+            if plain == written:
+                return out
+    for v in values:  # the slow way, to say which
+        if missing_ok and v == "":
+            continue
+        if not _ONE_INT.fullmatch(v):
+            why = " (no spaces, plus signs, underscores or leading zeros)" if _is_int(v) else ""
+            raise ValueError(f"{name}: {_shown(v)} is not an integer{why}")
+        if len(v) > 20 or not lo <= int(v) <= hi:
+            shown = v if len(v) <= 25 else v[:25] + "..."
+            if name == "source":
+                raise ValueError(f"source: {shown} is not a source of the header")
+            why = f": start_ns + time_ns must be at most {INT64_MAX} ({_TIMES})" if hi < top else ""
+            raise ValueError(f"{name}: {shown} is out of range ({lo} to {hi}{why})")
+    raise ValueError(f"{name}: damaged")  # unreachable unless a check above is missing
 
 
 def _is_int(v: str) -> bool:
@@ -246,30 +350,52 @@ def _is_int(v: str) -> bool:
         return False
 
 
-def _columns(cols: list, n_sources: int) -> tuple[np.ndarray, list[str]]:
+def _host_ok(host: str) -> bool:
+    """An address or a pseudonym: not empty, no control characters, spaces, commas or quotes."""
+    return bool(host) and host.isprintable() and not any(c in host for c in ' ,"')
+
+
+_KIND_LENGTH = np.array([len(k) for k in Kind.ALL], np.int64)
+_OUTCOME_LENGTH = np.array([len(o) for o in Outcome.ALL], np.int64)
+
+
+def _columns(cols: list, n_sources: int, max_time: int = INT64_MAX,
+             text_length: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """The notes of ``cols`` (one list of field texts per column), or ValueError naming the
+    column and value. ``text_length``: the total length of the fields, all known to be ASCII
+    (the integers are then checked against it once, not column by column)."""
     n = len(cols[0])
     notes = np.zeros(n, NOTE)
-    for name in ("time_ns", "attempt", "client_port", "server_port"):
-        notes[name] = _int_column(name, cols[COLUMNS.index(name)])
+    lengths = None if text_length is None else []
+    notes["time_ns"] = _int_column("time_ns", cols[0], hi=max_time, lengths=lengths)
+    for name in ("attempt", "client_port", "server_port"):
+        notes[name] = _int_column(name, cols[COLUMNS.index(name)], lengths=lengths)
     for name in ("syn_to_syn_ack_ns", "syn_ack_to_ack_ns"):
-        notes[name] = _int_column(name, cols[COLUMNS.index(name)], missing_ok=True)
+        notes[name] = _int_column(name, cols[COLUMNS.index(name)], missing_ok=True, lengths=lengths)
     try:
         notes["kind"] = [KIND_CODE[k] for k in cols[1]]
     except KeyError as e:
-        raise ValueError(f"kind: unknown note kind {e.args[0]!r}") from None
+        raise ValueError(f"kind: unknown note kind {_shown(e.args[0])}") from None
     try:
         notes["outcome"] = [OUTCOME_CODE[o] for o in cols[7]]
     except KeyError as e:
-        raise ValueError(f"outcome: unknown outcome {e.args[0]!r}") from None
-    source = _int_column("source", cols[10])
-    if len(source) and (source.min() < 1 or source.max() > n_sources):
-        raise ValueError(f"source: {source[(source < 1) | (source > n_sources)][0]} is not a source of the header")
-    notes["source"] = source
+        raise ValueError(f"outcome: unknown outcome {_shown(e.args[0])}") from None
+    notes["source"] = _int_column("source", cols[10], hi=n_sources, lengths=lengths)
     index: dict[str, int] = {}
     notes["client"] = [index.setdefault(h, len(index)) for h in cols[3]]
     notes["server"] = [index.setdefault(h, len(index)) for h in cols[5]]
-    if "" in index:
-        raise ValueError("client or server: empty")
+    hosts = list(index)
+    every = "".join(hosts)
+    if n and ("" in index or not every.isprintable() or any(c in every for c in ' ,"')):
+        side, bad = next((c, h) for c in (3, 5) for h in cols[c] if not _host_ok(h))
+        raise ValueError(f"{COLUMNS[side]}: {_shown(bad)} is not an address or a pseudonym"
+                         + (" (no spaces, control characters, commas or quotes)" if bad else ""))
+    if lengths is not None:  # what the integers take, written plainly, is what is left of the text
+        host_length = np.array([len(h) for h in hosts] or [0], np.int64)
+        others = (int(_KIND_LENGTH[notes["kind"]].sum()) + int(_OUTCOME_LENGTH[notes["outcome"]].sum())
+                  + int(host_length[notes["client"]].sum()) + int(host_length[notes["server"]].sum()))
+        if sum(lengths) + others != text_length:
+            raise ValueError("an integer not written plainly")  # found and named line by line
     if n > 1 and np.any(np.diff(notes["time_ns"]) < 0):
         raise ValueError("time order")
-    return notes, list(index)
+    return notes, hosts

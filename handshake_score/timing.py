@@ -62,3 +62,28 @@ def output_times_ns(score_times_ns, stretch: float, max_gap: float | None = None
     result = np.empty_like(out)
     result[order] = np.cumsum(gaps)
     return result
+
+
+LONG_SILENCE_S = 60.0  # a silence longer than this, when nothing says so, looks like a performance that hangs
+
+
+def silences_ns(output_times_ns) -> tuple[np.ndarray, np.ndarray]:
+    """The silence before each note in output time (from time 0 to the first note, then
+    between consecutive notes), in the order the notes sound: (silences, note indices)."""
+    t = np.asarray(output_times_ns, dtype=np.int64)
+    order = np.argsort(t, kind="stable")
+    return np.diff(t[order], prepend=0), order
+
+
+def duration_text(ns: int) -> str:
+    """A length of time for a person, to its two largest units: ``42.0 s``, ``12 min 5 s``,
+    ``3 h 20 min``, ``91 days 6 h``."""
+    ns = max(0, int(ns))
+    if ns < 59_950_000_000:
+        return f"{ns / 1e9:.1f} s"
+    if (s := round(ns / 1e9)) < 3600:
+        return f"{s // 60} min {s % 60} s"
+    if (m := round(ns / 60e9)) < 1440:
+        return f"{m // 60} h {m % 60} min"
+    h = round(ns / 3600e9)
+    return f"{h // 24:,} day{'s' if h // 24 != 1 else ''} {h % 24} h"

@@ -56,6 +56,15 @@ def _among(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     return sorted_keys[at] == values
 
 
+def _dict_room(n: int) -> int:
+    """How many keys a copy of a dict of ``n`` keys takes before CPython moves it to a larger
+    table: a copy gets the least power-of-two table of at least 1.5 n slots, two thirds of
+    them usable (Objects/dictobject.c, estimate_log2_keysize and USABLE_FRACTION). Only
+    memory depends on it being right."""
+    size = 1 << ((3 * n + 1) // 2).bit_length()
+    return (2 * size) // 3 - n
+
+
 class Kind:
     """The note kinds: plain strings (an enum's hash is Python code, and notes are hot)."""
 
@@ -266,6 +275,7 @@ class HandshakeTracker:
         self._done: deque[Handshake] = deque()      # completed attempts in the order they completed
         self._orphans: OrderedDict[bytes, list] = OrderedDict()  # flow -> [time, seq, ack, count]
         self._next_id = first_id
+        self._copied_at, self._room = first_id, 1 << 12  # see _compact
         self._now = -(1 << 62)
         self.prefilter = Prefilter(self.timeout_ns + self.orphan_ns, 4 * max_attempts)
 
@@ -325,7 +335,21 @@ class HandshakeTracker:
             self._evict()
         if len(self._queue) > 2 * len(flows) + 4096:  # closed attempts linger in the queue: let them go
             self._queue = deque(h for h in self._queue if not h.closed)
+        if self._next_id - self._copied_at + len(segments) > self._room:  # the next batch might fill it
+            self._compact(len(segments))
         return notes
+
+    def _compact(self, batch: int) -> None:
+        """Copy the attempt table before it grows. Attempts come and go (a SYN flood's at
+        --max-attempts), and a dict never reuses the slots of deleted keys: once they are
+        used up it moves to a new table three times its keys (twice the size a copy takes,
+        and for a moment both tables). A copy made before that keeps it compact."""
+        room = _dict_room(len(self._flows))
+        if len(self._flows) >= 1 << 14 and room >= 2 * batch:
+            self._flows = dict(self._flows)
+        else:  # a small table, or a copy the next batches would outgrow at once: look again soon
+            room = 1 << 12
+        self._copied_at, self._room = self._next_id, room
 
     def tick(self, now_ns: int) -> None:
         """Let time pass (the live path calls this when the wire is quiet):

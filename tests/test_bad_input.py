@@ -5,11 +5,15 @@ scored up to the cut with a warning (exit 0), or refused with ``--strict``."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import resource
+import signal
 import struct
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -220,3 +224,230 @@ def test_corrupt_section_header(tmp_path):
     fails(write(tmp_path / "bom.pcapng", bom), r"corrupt|not a capture")
     odd = good[:4] + struct.pack("<I", 30) + good[8:]
     fails(write(tmp_path / "odd.pcapng", odd), r"corrupt", r"\b30\b")
+
+
+# --- impossible times: what hs score writes, hs loads ---------------------------------------------
+
+def _two_interfaces(tsoffset: int) -> bytes:
+    """A handshake on an interface with no offset, and a SYN on one whose ``if_tsoffset`` is ``tsoffset`` s."""
+    n = Pcapng().section("<")
+    plain, shifted = n.interface(1, tsresol=9), n.interface(1, tsresol=9, tsoffset=tsoffset)
+    for t, f in handshake():
+        n.epb(plain, t, f)
+    n.epb(shifted, 0, eth(tcp_ip(C, S, 40001, 80, SYN, 500)), ticks=T0)  # 2023 less the offset
+    return n.bytes()
+
+
+@pytest.mark.parametrize("tsoffset", [-9_000_000_000, -1_800_000_000, -(2**63)])
+def test_a_time_before_1970_is_refused(tmp_path, tsoffset):
+    """A large negative if_tsoffset put a packet in 1684 beside others in 2023: hs score exited 0 with
+    note times wrapped round int64 (negative, out of order) and hs export then refused the score.
+    No capture holds a time before 1970: one line naming the file, the problem and the offset."""
+    path = write(tmp_path / "offset.pcapng", _two_interfaces(tsoffset))
+    line = fails(path, r"before 1970", r"if_tsoffset", r"1970-2262")
+    assert str(tsoffset) in line or tsoffset == -(2**63)
+
+
+@pytest.mark.parametrize("tsoffset", [-1_000_000_000, -1, 0, 10**9, 5_000_000_000, 7_500_000_000])
+def test_whatever_hs_score_writes_hs_loads(tmp_path, tsoffset):
+    """Any if_tsoffset that keeps the times within 1970-2262 is scored, and the score exports; a pcap's
+    32-bit seconds (to 2106) cannot leave that range."""
+    captures = [write(tmp_path / "offset.pcapng", _two_interfaces(tsoffset)),
+                write(tmp_path / "late.pcap", pcap(handshake((2**32 - 1) * 10**9), 1, nano=True))]
+    out = tmp_path / "s.score"
+    r = subprocess.run([sys.executable, "-m", "handshake_score", "score", *map(str, captures), "-o", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "handshake_score", "export", str(out), str(tmp_path / "s.mid"),
+                        "--stretch", "1e-9"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    from handshake_score.scorefile import load_score
+
+    score = load_score(out)
+    assert (score.notes["time_ns"] >= 0).all() and len(score) == 7  # two handshakes and the SYN
+
+
+# --- claimed lengths: allocate what the file holds, not what a record claims ------------------------
+
+def _peak(path) -> tuple[CaptureReader, int]:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        reader = CaptureReader(str(path))
+        for _ in reader:
+            pass
+        return reader, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("fmt", ["pcapng", "pcap"])
+def test_a_small_file_claiming_64_mib_allocates_nothing_for_it(tmp_path, fmt):
+    """152 bytes whose one packet record claims almost 64 MiB (within the format's limit, so not
+    corrupt but cut short): the reader allocated 80 MiB for it. Now its chunk buffer (2 MiB) only."""
+    claim = (1 << 26) - 4
+    if fmt == "pcapng":
+        n = Pcapng().section("<")
+        n.interface(1, tsresol=9)
+        data = n.bytes() + struct.pack("<IIIIIII", 6, claim, 0, 0, 0, 60, 60)
+    else:  # a whole first record, so the claim comes after bytes already read
+        data = pcap(handshake()[:1], 1, nano=True, snaplen=1 << 26) + struct.pack("<IIII", 1, 0, claim, claim)
+    data += b"\0" * (152 - len(data))
+    path = write(tmp_path / f"claim.{fmt}", data)
+    reader, peak = _peak(path)
+    assert reader.truncated_at is not None and reader.truncated_at < 152
+    assert peak < 3 << 20, f"{peak:,} bytes allocated for a {len(data)}-byte file"
+    r = hs(path)
+    assert r.returncode == 0 and "cut short" in r.stderr and str(path) in r.stderr
+
+
+@pytest.mark.parametrize("fmt", ["pcapng", "pcap"])
+def test_a_record_at_the_formats_limit_still_reads(tmp_path, fmt):
+    """A real record as long as the format allows (a 64 MiB pcapng block; a pcap record of its
+    snap length, 64 MiB) is read, with the handshake around it, in about that much memory."""
+    big = eth(tcp_ip(C, S, 40000, 80, SYN, 100))
+    if fmt == "pcapng":
+        n = Pcapng().section("<")
+        i = n.interface(1, tsresol=9)
+        n.epb(i, T0, big + b"\0" * ((1 << 26) - 44 - len(big)))  # 28 + data + 12 (epb_flags) + 4 = 64 MiB
+        assert len(n.blocks[-1]) == 1 << 26
+        for t, f in handshake()[1:]:
+            n.epb(i, t, f)
+        data = n.bytes()
+    else:
+        first = (T0, big + b"\0" * ((1 << 26) - len(big)))
+        data = pcap([first, *handshake()[1:]], 1, nano=True, snaplen=1 << 26)
+    path = write(tmp_path / f"big.{fmt}", data)
+    reader, peak = _peak(path)
+    assert (reader.packets, reader.truncated_at) == (3, None)
+    assert peak < (1 << 26) + (8 << 20), f"{peak:,} bytes allocated"
+    r = hs(path, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["handshakes"]["complete"] == 1, r.stderr
+
+
+# --- a run killed while writing ------------------------------------------------------------------
+
+def _parts(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".part"))
+
+
+def test_a_part_file_left_by_a_killed_run_is_removed_by_the_next(tmp_path):
+    """hs export killed (SIGKILL: no clean-up runs) while it writes leaves its .part file; the next
+    write to the same file removes it, as its process is gone and its lock free."""
+    from synthetic import synthetic_score
+
+    from handshake_score.scorefile import save_score
+
+    save_score(synthetic_score(300_000), tmp_path / "big.score")
+    export = [sys.executable, "-m", "handshake_score", "export", str(tmp_path / "big.score"), str(tmp_path / "out.mid")]
+    proc = subprocess.Popen(export, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not _parts(tmp_path):  # it is writing now
+        assert proc.poll() is None and time.monotonic() < deadline, "the export never started writing"
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    left = _parts(tmp_path)
+    assert left == [f".out.mid.{proc.pid}.{left[0].split('.')[-2]}.part"] and not (tmp_path / "out.mid").exists()
+    r = subprocess.run(export, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.score", "out.mid"]
+
+
+WRITER = """
+import sys, time
+from handshake_score.files import atomic_write
+with atomic_write(sys.argv[1], force=True) as f:
+    f.write(b"half")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_write_under_way_is_never_taken_for_a_stale_one(tmp_path):
+    """Two runs write the same file: one alive (its .part is kept), one killed and not yet waited for
+    by its parent, a zombie (its .part is removed). When the live one is gone too, the next write
+    removes its .part as well."""
+    from handshake_score.files import atomic_write
+
+    target = tmp_path / "log.csv"
+    alive, killed = (subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+                     for _ in range(2))
+    try:
+        for p in (alive, killed):
+            assert p.stdout.readline() == "writing\n"
+        parts = {p.pid: f for f in _parts(tmp_path) for p in (alive, killed) if f".{p.pid}." in f}
+        assert len(parts) == 2
+        os.kill(killed.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{killed.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with atomic_write(target, force=True) as f:
+            f.write(b"whole")
+        assert _parts(tmp_path) == [parts[alive.pid]] and target.read_bytes() == b"whole"
+        assert (tmp_path / parts[alive.pid]).read_bytes() == b"half"
+    finally:
+        for p in (alive, killed):
+            p.kill()
+            p.wait()
+    with atomic_write(target, force=True) as f:
+        f.write(b"again")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]
+
+
+# --- a score that falls silent for months ------------------------------------------------------
+
+def _far_score(tmp_path) -> Path:
+    """A handshake, then a SYN 90 days later."""
+    path = write(tmp_path / "far.pcap", pcap(handshake() + [(T0 + 90 * 86400 * 10**9, eth(tcp_ip(C, S, 40001, 80, SYN, 5)))],
+                                             1, nano=True))
+    out = tmp_path / "far.score"
+    r = subprocess.run([sys.executable, "-m", "handshake_score", "score", str(path), "-o", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_play_says_so_before_a_silence_of_months(tmp_path):
+    """hs play of a score whose next note is 90 days away waited without a word. Now a line before
+    playing names the silence and --max-gap; Ctrl-C stops it as ever. With --max-gap, no such line."""
+    score = _far_score(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "handshake_score", "play", str(score)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    struck = [proc.stdout.readline() for _ in range(3)]  # the handshake, then the silence
+    assert all(" -> " in line for line in struck), struck
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err
+    first = err.splitlines()[0]
+    assert re.fullmatch(r"hs: nothing sounds for 90 days 0 h before note 4; --max-gap S shortens every silence "
+                        r"to S seconds", first), err
+    r = subprocess.run([sys.executable, "-m", "handshake_score", "play", str(score), "--max-gap", "0.5"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "nothing sounds" not in r.stderr and r.stdout.count(" -> ") == 4, r.stderr
+
+
+def test_the_progress_line_counts_down_to_the_next_note(tmp_path):
+    """On a terminal the progress line says how long until the next note."""
+    import pty
+    import select
+
+    score = _far_score(tmp_path)
+    main, side = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "handshake_score", "play", str(score)], stdout=subprocess.DEVNULL,
+                            stderr=side)
+    os.close(side)
+    shown, deadline = b"", time.monotonic() + 20
+    while b"next note in" not in shown and time.monotonic() < deadline:
+        if select.select([main], [], [], 0.1)[0]:
+            shown += os.read(main, 65536)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    os.close(main)
+    text = shown.decode()
+    assert re.search(r"next note in 89 days 23 h|next note in 90 days 0 h", text), text
+    assert re.search(r"\(90 days 0 h left\)", text), text

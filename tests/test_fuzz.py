@@ -264,3 +264,133 @@ def test_times_beyond_int64(workdir, case):
     except CaptureError:
         return
     assert len(times) == 3 and (times >= 0).all(), times.tolist()
+
+
+# --- what hs score writes, hs loads -------------------------------------------------------------
+
+INT64 = st.integers(-(2**63), 2**63 - 1)
+TSOFFSET = st.one_of(INT64, st.sampled_from([0, -1, -(10**10), -9_223_372_036, 9_223_372_036, -1_700_000_000]))
+TICKS = st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, 1, 2**63 - 1, 2**63, 1_700_000_000 * 10**9]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(offsets=st.lists(TSOFFSET, min_size=1, max_size=3), ticks=st.lists(TICKS, min_size=1, max_size=4),
+       tsresol=st.sampled_from([None, 9, 0x80 | 30]))
+def test_whatever_hs_scores_it_loads(workdir, offsets, ticks, tsresol):
+    """Interfaces with any if_tsoffset (signed 64-bit seconds) and packets at any 64-bit tick count:
+    the capture is refused with CaptureError, or its score is written and loads again, same bytes.
+    (An if_tsoffset of -9e9 s made times before 1970 whose differences wrapped round int64: a score
+    with negative, unordered times that hs export then refused.)"""
+    from handshake_score.score import compose
+    from handshake_score.scorefile import dumps, loads
+
+    n = Pcapng().section("<")
+    ifaces = [n.interface(1, tsresol=tsresol, tsoffset=o) for o in offsets]
+    for k, tk in enumerate(ticks):
+        n.epb(ifaces[k % len(ifaces)], 0, eth(tcp_ip(*V4, 40000 + k, 80, SYN, k)), ticks=tk)
+    path = write(workdir / "offsets.pcapng", n.bytes())
+    try:
+        score = compose([str(path)]).score
+    except CaptureError as e:
+        assert str(path) in str(e) and "\n" not in str(e)
+        return
+    times = score.notes["time_ns"]
+    assert len(times) == len(ticks) and (times >= 0).all() and (np.diff(times) >= 0).all()
+    assert 0 <= score.start_ns and score.start_ns + int(times.max()) <= 2**63 - 1
+    text = dumps(score)
+    assert dumps(loads(text)) == text
+
+
+SCORE_TEXT = None
+
+
+def _score_text() -> str:
+    global SCORE_TEXT
+    if SCORE_TEXT is None:
+        from handshake_score.score import compose
+        from handshake_score.scorefile import dumps
+
+        path = write("crafted.pcapng", CRAFTED["crafted<.pcapng"])
+        SCORE_TEXT = dumps(compose([str(path)]).score)
+    return SCORE_TEXT
+
+
+CHARS = st.sampled_from(list("\r\n\t \x00\x1b,\"'#:-+_0123456789{}[]e.") + ["\u0661", "\ufeff", "\u2028", "é"])
+SCORE_MUTATION = st.one_of(
+    st.tuples(st.just("insert"), POS, st.text(CHARS, min_size=1, max_size=4)),
+    st.tuples(st.just("delete"), POS, st.integers(1, 8)),
+    st.tuples(st.just("digits"), POS, st.sampled_from(["9223372036854775807", "9223372036854775808", "-1", "00",
+                                                      "65536", "4294967296", "18446744073709551616", "-0"])),
+)
+
+
+@FUZZ
+@given(mutations=st.lists(SCORE_MUTATION, min_size=1, max_size=4))
+def test_a_mutated_score_loads_or_names_its_line(mutations):
+    """A score with characters, digits and line ends put in or taken out anywhere: loads() raises
+    ScoreFileError (one line, naming a line of the file), or gives a score that is written and loads
+    again the same, whose times and sources' starts every performer can add up in 64 bits."""
+    from handshake_score.scorefile import ScoreFileError, dumps, loads
+
+    text = list(_score_text())
+    for kind, pos, arg in mutations:
+        pos %= len(text) + 1
+        if kind == "delete":
+            del text[pos:pos + arg]
+        else:
+            text[pos:pos] = list(arg)
+    text = "".join(text)
+    try:
+        score = loads(text, "fuzzed.score")
+    except ScoreFileError as e:
+        assert str(e).startswith("fuzzed.score:") and "\n" not in str(e) and "\r" not in str(e)
+        assert 0 <= e.line <= text.count("\n") + 1
+        return
+    again = dumps(score)
+    assert dumps(loads(again)) == again
+    times = score.notes["time_ns"]
+    assert (times >= 0).all() and (not len(times) or score.start_ns + int(times.max()) <= 2**63 - 1)
+    np.array([score.start_ns - s.start_ns for s in score.sources if s.start_ns is not None], np.int64)  # no overflow
+    assert all(h and h.isprintable() and not set(h) & set(' ,"') for h in score.hosts)
+
+
+# --- memory: never more than the file holds -------------------------------------------------------
+
+# lengths a record or block may claim and be believed: up to the formats' limits (64 MiB; 256 KiB for pcap)
+CLAIMS = st.sampled_from([0x03FFFFFC, 0x03FFFF00, 0x02000000, 0x0003FFFC, 0x00100000])
+
+
+def claiming(data: bytes, k: int, claim: int) -> bytes:
+    """``data`` with its ``k``-th record or block (after the file header) claiming ``claim`` bytes."""
+    head, recs = records(data)
+    starts = [head] + [e for e, _ in recs[:-1]]
+    at = starts[k % len(starts)]
+    end = recs[k % len(starts)][0]
+    if data[:4] == b"\x0a\x0d\x0d\x0a":  # pcapng: the block's total length, in its section's byte order
+        order = "<" if struct.unpack_from("<I", data, at + 4)[0] == end - at else ">"
+        return data[:at + 4] + struct.pack(order + "I", claim) + data[at + 8:]
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    return data[:at + 8] + struct.pack(order + "I", claim) + data[at + 12:]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.sampled_from(sorted(CRAFTED)), k=st.integers(0, 30), claim=CLAIMS,
+       mutations=st.lists(MUTATION, max_size=2))
+def test_reading_allocates_no_more_than_the_file_holds(workdir, seed, k, claim, mutations):
+    """Whatever lengths a damaged file's records claim (up to the formats' 64 MiB), reading it
+    allocates its chunk buffer and what its records hold, never what they only claim. (A 152-byte
+    pcapng file whose one packet block claimed 64 MiB made the reader allocate 80 MiB.)"""
+    import tracemalloc
+
+    data = mutate(claiming(CRAFTED[seed], k, claim), mutations)
+    path = write(workdir / "claims.bin", data)
+    tracemalloc.start()
+    try:
+        for _ in CaptureReader(str(path)):
+            pass
+    except CaptureError:
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < (4 << 20) + 20 * len(data), f"{peak:,} bytes allocated reading {len(data):,}"

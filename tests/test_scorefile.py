@@ -15,7 +15,7 @@ from conftest import CORPUS, ROOT, corpus_expectations
 from synthetic import synthetic_score
 
 from handshake_score.score import NO_DELAY, compose
-from handshake_score.scorefile import ScoreFileError, dumps, load_score, loads, save_score
+from handshake_score.scorefile import ScoreFileError, dumps, load_score, loads, save_score, utc
 
 HS = [sys.executable, "-m", "handshake_score"]
 CAPTURES = sorted(p.name for p in CORPUS.glob("*.pcap*"))
@@ -139,6 +139,7 @@ def test_a_score_of_a_split_capture_equals_the_whole(tmp_path, tshark):
 # -- damaged and foreign files ---------------------------------------------------------------------------
 
 GOOD = None
+CAPTURE_START = 1632663950158839000  # bgp-bgpsec.pcap's first packet, the start of good_text()
 
 
 def good_text() -> str:
@@ -177,6 +178,61 @@ DAMAGED = [
     ("an unknown source", lambda: edit_line(header_lines() + 1, lambda s: _field(s, 10, "9")), "H+1", "source: 9 is not a source"),
     ("out of time order", lambda: _swap_last_two(), "L", "out of time order"),
     ("cut inside a line", lambda: good_text()[: good_text().rindex(",", 0, -30)], "L", "fields, expected 11"),
+    # a lone carriage return is no line end: csv's "new-line character seen in unquoted field" once escaped as
+    # an internal error
+    ("a lone CR in a note", lambda: edit_line(header_lines() + 1, lambda s: s.replace(",syn,", ",s\ryn,")), "H+1",
+     r"carriage return"),
+    ("a CR before a CRLF", lambda: edit_line(header_lines() + 2, lambda s: s.replace("\n", "\r\r\n")), "H+2",
+     r"carriage return"),
+    ("a lone CR in a quoted line", lambda: edit_line(header_lines() + 2, lambda s: '"' + s.replace(",", '\r",', 1)),
+     "H+2", r"carriage return"),
+    ("no line ends but CRs", lambda: good_text().replace("\n", "\r"), 1, r"score format '1\\r# tool.{,30}' is unknown"),
+    ("a NUL byte", lambda: edit_line(header_lines() + 2, lambda s: s.replace("rst", "r\0st")), "H+2",
+     r"kind: unknown note kind 'r\\x00st'"),
+    ("an unclosed quote", lambda: edit_line(header_lines() + 2, lambda s: '"' + s), "H+2", r"not a CSV line"),
+    # integers as a score writes them, and nothing int() would also take
+    ("a tab before a time", lambda: edit_line(header_lines() + 2, lambda s: "\t" + s), "H+2",
+     r"time_ns: '\\t35000' is not an integer \(no spaces"),
+    ("a space after a port", lambda: edit_line(header_lines() + 2, lambda s: _field(s, 4, "44538 ")), "H+2",
+     r"client_port: '44538 ' is not an integer"),
+    ("leading zeros", lambda: edit_line(header_lines() + 2, lambda s: "007" + s), "H+2",
+     r"time_ns: '00735000' is not an integer"),
+    ("a plus sign", lambda: edit_line(header_lines() + 3, lambda s: _field(s, 2, "+2")), "H+3",
+     r"attempt: '\+2' is not an integer"),
+    ("an underscore", lambda: edit_line(header_lines() + 3, lambda s: _field(s, 8, "170_000")), "H+3",
+     r"syn_to_syn_ack_ns: '170_000' is not an integer"),
+    ("minus zero", lambda: edit_line(header_lines() + 3, lambda s: _field(s, 9, "-0")), "H+3",
+     r"syn_ack_to_ack_ns: '-0' is not an integer"),
+    ("other digits", lambda: edit_line(header_lines() + 2, lambda s: _field(s, 6, "\u0661\u0667\u0669")), "H+2",
+     r"server_port: '\S+' is not an integer"),
+    # ranges: what 64-bit times and the columns' numpy types hold
+    ("start_ns beyond 64 bits", lambda: edit_line(3, lambda s: "# start_ns: 9223372036854775808\n"), 3,
+     r"start_ns: 9223372036854775808 is out of range \(64-bit nanoseconds"),
+    ("a note after 2262", lambda: edit_line(3, lambda s: "# start_ns: 9223372036854775000\n"), "H+2",
+     r"time_ns: 35000 is out of range \(0 to 807: start_ns \+ time_ns"),
+    ("a time beyond 64 bits", lambda: edit_line(header_lines() + 2, lambda s: "9223372036854775808" + s[s.index(","):]),
+     "H+2", r"time_ns: 9223372036854775808 is out of range"),
+    ("a huge number", lambda: edit_line(header_lines() + 2, lambda s: "9" * 5000 + s[s.index(","):]), "H+2",
+     r"time_ns: 9{25}\.\.\. is out of range"),
+    ("the delay that means none", lambda: edit_line(header_lines() + 3, lambda s: _field(s, 8, str(-2**63))), "H+3",
+     r"syn_to_syn_ack_ns: -9223372036854775808 is out of range"),
+    ("an attempt beyond 32 bits", lambda: edit_line(header_lines() + 3, lambda s: _field(s, 2, str(2**32))), "H+3",
+     r"attempt: 4294967296 is out of range"),
+    ("a source's start beyond 64 bits",
+     lambda: edit_line(5, lambda s: s.replace('"start_ns":', '"start_ns":99999', 1)), 5, r"source: start_ns 99999\d+ is out of range"),
+    ("a source's start too far from the score's",
+     lambda: edit_line(5, lambda s: s.replace('"start_ns":', '"start_ns":-9', 1)), 5, r"source: start_ns -9\d+ is out of range"),
+    ("a source's size not an integer", lambda: edit_line(5, lambda s: s.replace('"size":', '"size":true,"x":', 1)), 5,
+     r"source: size and start_ns must be integers"),
+    ("a tool not a string", lambda: edit_line(2, lambda s: "# tool: [1]\n"), 2, r"tool: not a string"),
+    # addresses: nothing a terminal would act on, nothing that would break the line written again
+    ("a control character in an address", lambda: edit_line(header_lines() + 2, lambda s: _field(s, 3, "\x1b[2J")),
+     "H+2", r"client: '\\x1b\[2J' is not an address or a pseudonym"),
+    ("a comma in a quoted address",
+     lambda: edit_line(header_lines() + 2, lambda s: _field(s, 5, '"172.18.0.3,1"')), "H+2",
+     r"server: '172.18.0.3,1' is not an address"),
+    ("an empty address", lambda: edit_line(header_lines() + 2, lambda s: _field(s, 5, "")), "H+2",
+     r"server: '' is not an address"),
 ]
 
 
@@ -257,3 +313,52 @@ def test_a_capture_whose_first_record_is_not_its_earliest(tmp_path):
     assert score.start_ns == t0 and score.sources[0].start_ns == t0 + 5_000_000
     assert score.notes["time_ns"].tolist() == [0, 7_000_000, 9_000_000]
     assert hs("export", out, tmp_path / "u.mid").returncode == 0
+
+
+@pytest.mark.parametrize("command", ["export", "render", "plot", "play"])
+@pytest.mark.parametrize("damage", ["a lone CR in a note", "start_ns beyond 64 bits", "leading zeros"])
+def test_every_command_says_which_line_of_a_damaged_score(command, damage, tmp_path):
+    """export, render, plot and play: one line naming the file and the line, exit 2 (a lone CR was
+    csv's error and a start_ns past 64 bits play's OverflowError: both "internal error", exit 1)."""
+    _, make, line, pattern = next(d for d in DAMAGED if d[0] == damage)
+    path = tmp_path / "bad.score"
+    path.write_bytes(make().encode())
+    expected = {"H+1": header_lines() + 1, "H+2": header_lines() + 2}.get(line, line)
+    out = {"export": [tmp_path / "out.mid"], "render": ["-o", tmp_path / "out.wav"], "plot": ["-o", tmp_path / "out.png"],
+           "play": ["--stretch", "0.001"]}[command]
+    r = hs(command, path, *out)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"hs: error: {path}:{expected}: "), r.stderr
+    import re
+
+    assert re.search(pattern, r.stderr) and "internal error" not in r.stderr, r.stderr
+    assert not any(p.name.startswith("out") for p in tmp_path.iterdir())
+
+
+def test_every_score_the_project_ships_loads_and_round_trips():
+    """The strict reading of integers and addresses takes every score hs has written."""
+    shipped = sorted(ROOT.glob("scores/*.score")) + sorted(ROOT.glob("docs/**/*.score"))
+    assert shipped
+    for path in shipped:
+        assert dumps(load_score(path)) == path.read_text(), path
+
+
+def test_the_extremes_of_every_range_load_and_write_back(tmp_path):
+    """What the checks allow, at its edges, is written and read back the same: the largest time,
+    delays, attempt and port numbers, a start before 1970."""
+    lines = good_text().splitlines(keepends=True)
+    h = header_lines()
+    lines[2] = "# start_ns: -1000\n"
+    lines[3] = f'# start_utc: "{utc(-1000)}"\n'
+    lines[4] = lines[4].replace(f'"start_ns":{CAPTURE_START}', '"start_ns":-1000').replace(
+        utc(CAPTURE_START), utc(-1000))
+    last = lines[h + 2]
+    lines[h + 2] = _field(_field(_field(_field(last, 2, str(2**32 - 1)), 4, "65535"), 8, str(-(2**63) + 1)), 9, str(2**63 - 1))
+    lines[h + 2] = _field(lines[h + 2], 0, str(2**63 - 1))  # the largest time_ns, 2262 less 1000 ns
+    lines = lines[:h + 3]  # that note the last, so in time order
+    text = "".join(lines)
+    score = loads(text)
+    assert score.start_ns + int(score.notes["time_ns"][-1]) == 2**63 - 1 - 1000
+    assert dumps(score) == text
+    save_score(score, tmp_path / "edge.score")
+    assert (tmp_path / "edge.score").read_text() == text

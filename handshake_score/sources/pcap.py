@@ -98,7 +98,7 @@ class PcapFile:
     def _records(self, mv, offs, incl, u32) -> Records:
         frac_ns = self.frac_ns
 
-        def time_ns(i: np.ndarray) -> np.ndarray:
+        def time_ns(i: np.ndarray) -> np.ndarray:  # unsigned 32-bit seconds: 1970-2106, always an int64
             at = offs[i]
             return u32[at].astype(np.int64) * 1_000_000_000 + u32[at + 4].astype(np.int64) * frac_ns
 

@@ -16,7 +16,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from ..errors import CaptureError
-from ..segments import INT64_MAX, INT64_MIN
+from ..segments import INT64_MAX
 from .decode import check_linktype
 from .records import ChunkBuffer, Records, be_views, le_views, read_chunks
 
@@ -35,12 +35,14 @@ class Interface:
     tsoffset_ns: int = 0
 
     def to_ns(self, ts: np.ndarray) -> np.ndarray:
-        """Timestamps in this interface's units (uint64) as integer nanoseconds.
+        """Timestamps in this interface's units (uint64) as integer nanoseconds since 1970.
         Any resolution a file may claim is handled without overflow; sub-nanosecond
-        digits are dropped."""
+        digits are dropped. A time before 1970 or after 2262 raises OverflowError
+        (``"before"`` or ``"after"``): int64 nanoseconds hold neither, and with
+        no time before 1970 the difference of any two times is an int64 too."""
         k = self.tsresol
         if len(ts) and int(ts.max()) > self._max_ticks():
-            raise OverflowError
+            raise OverflowError("after")
         if self.binary:
             sec = ts >> np.uint64(k) if k < 64 else np.zeros_like(ts)
             frac = ts & np.uint64((1 << k) - 1) if k < 64 else ts
@@ -55,8 +57,10 @@ class Interface:
         else:  # finer than 10^-28 s: nothing is left of a 64-bit count in nanoseconds
             ns = np.zeros_like(ts)
         ns = ns.astype(np.int64)
-        if len(ns) and not (INT64_MIN <= int(ns.min()) + self.tsoffset_ns and int(ns.max()) + self.tsoffset_ns <= INT64_MAX):
-            raise OverflowError
+        if len(ns) and int(ns.min()) + self.tsoffset_ns < 0:
+            raise OverflowError("before")
+        if len(ns) and int(ns.max()) + self.tsoffset_ns > INT64_MAX:
+            raise OverflowError("after")
         return ns + np.int64(self.tsoffset_ns)
 
     def _max_ticks(self) -> int:
@@ -241,9 +245,13 @@ class PcapngFile:
                 sel = which == k
                 try:
                     out[sel] = interfaces[k].to_ns(ts[sel])
-                except OverflowError:
+                except OverflowError as e:
                     at = int(offs[i[np.flatnonzero(sel)[0]]])
-                    self._corrupt("timestamp beyond what 64-bit nanoseconds hold (after the year 2262)", at)
+                    offset = interfaces[k].tsoffset_ns // 1_000_000_000
+                    when = "before 1970" if e.args == ("before",) else "after 2262"
+                    raise CaptureError(self.path, f"impossible packet time {when}" + (
+                        f" (interface {k}'s if_tsoffset is {offset:+} s)" if offset else "")
+                        + ", outside the years 1970-2262 hs reads (64-bit nanoseconds)", self.buffer.base + at) from None
             return out
 
         # simple packet blocks take the time of the packet before them

@@ -9,6 +9,7 @@ which on a busy capture is a small part of them.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator, Protocol
 
@@ -66,15 +67,28 @@ class ChunkBuffer:
 
     def __init__(self, f: BinaryIO, path: str, size: int, offset: int, head: bytes = b""):
         self.f, self.path = f, path
-        try:
-            self.file_size = os.fstat(f.fileno()).st_size
-        except (OSError, AttributeError, ValueError):
-            self.file_size = None
+        self.file_size = self._size()  # None: not a regular file (a pipe), so no size to go by
         self.buf = bytearray(max(size, len(head) + 4096))
         self.buf[: len(head)] = head
         self.n = len(head)          # valid bytes in buf
         self.base = offset - len(head)  # file offset of buf[0]
         self.eof = False
+
+    def _size(self) -> int | None:
+        try:
+            st = os.fstat(self.f.fileno())
+        except (OSError, AttributeError, ValueError):
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def ends_before(self, end: int) -> bool:
+        """Whether the file ends before byte ``end``: a record claiming to end there is cut
+        short (or corrupt), and no buffer is grown for it. The size is looked at again
+        before saying so, in case the file has grown since it was opened."""
+        if self.file_size is None or end <= self.file_size:
+            return False
+        self.file_size = self._size()
+        return self.file_size is not None and end > self.file_size
 
     def view(self) -> memoryview:
         return memoryview(self.buf)[: self.n]
@@ -88,7 +102,10 @@ class ChunkBuffer:
         self.base += consumed
         self.n = rest
         if need > len(self.buf):
-            grown = bytearray(need + (need >> 2))
+            size = need + (need >> 2)  # a quarter more, for the next ones, but never past the end of the file
+            if self.file_size is not None:
+                size = max(need, min(size, self.file_size - self.base))
+            grown = bytearray(size)
             grown[:rest] = self.buf[:rest]
             self.buf = grown
         if self.eof:
@@ -126,10 +143,12 @@ def read_chunks(fmt: RecordFormat) -> Iterator[Records]:
         if records is not None:
             yield records
             del records
+        # a record begun at ``consumed`` needs ``need`` bytes: if the file ends first, it is cut there,
+        # and what it claims is never allocated (a corrupt length in a small file costs nothing)
+        begun = consumed < buf.n
+        if (begun and need and buf.ends_before(buf.base + consumed + need)) or (not consumed and buf.eof):
+            fmt.truncated_at = buf.base + consumed
+            return
         if not consumed:
-            beyond_file = buf.file_size is not None and buf.base + need > buf.file_size
-            if buf.eof or beyond_file:  # a record the file ends inside: never allocate for it
-                fmt.truncated_at = buf.base
-                return
             need = max(need, buf.n + 1)
         buf.advance(consumed, need)
