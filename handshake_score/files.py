@@ -90,15 +90,20 @@ def _create_beside(folder: str, name: str) -> tuple[int, str]:
             continue
         except OSError as e:
             raise HandshakeScoreError(f"{os.path.join(folder, name)}: cannot write: {e.strerror or e}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
-            return fd, tmp  # a file system without locks: written unlocked, and never taken for stale
-        try:
-            if _same_file(tmp, fd):
-                return fd, tmp
-        except OSError:
-            pass
+        try:  # a Ctrl-C from here on must not leave the file behind
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:
+                return fd, tmp  # a file system without locks: written unlocked, and never taken for stale
+            try:
+                if _same_file(tmp, fd):
+                    return fd, tmp
+            except OSError:
+                pass
+        except BaseException:
+            os.close(fd)
+            _remove(tmp)
+            raise
         os.close(fd)  # another run took it for stale in the moment before it was locked: make another
 
 

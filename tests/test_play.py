@@ -91,7 +91,9 @@ def test_dense_score_keeps_restrike_and_duty_limits():
     assert np.diff(starts).min() >= 80 * MS - SLACK // 4
     assert max_duty(p) <= DUTY_CAP
     assert max(w for _, w in p) <= MAX_ON_NS
-    assert result.played["solenoids"] == len(p) and result.dropped["solenoids"] == 2000 - len(p)
+    # a strike too soon after a late one (a busy machine) is refused on the pins' times, and counted
+    assert result.played["solenoids"] == len(p)
+    assert result.dropped["solenoids"] + result.refused["solenoids"] == 2000 - len(p)
     assert 20 <= len(p) <= 26  # every 80 ms over 2 s
 
 
@@ -355,7 +357,9 @@ def test_a_signal_mid_pulse_leaves_every_pin_low(tmp_path, sig, again):
     assert last == {17: 0, 27: 0}
     on, off = changes[-2], changes[-1]
     assert on[2] == 1 and off[2] == 0 and on[0] == off[0]
-    assert off[1] - on[1] < 50 * MS and off[1] >= sent  # cut short by the signal, not by its release
+    # the last pulse no longer than its width (cut short by the signal, or over just before it was
+    # heard on a busy machine), and no strike after the one moment the driver may already have been handed
+    assert off[1] - on[1] <= 50 * MS + SLACK and on[1] < sent + 250 * MS
     assert Path("t.csv").exists() and "not-reached" in Path("t.csv").read_text()
 
 
