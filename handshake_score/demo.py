@@ -1,7 +1,7 @@
 """``hs demo``: every step at once, on real captures, with nothing to install or wire.
 
-It scores the tour in ``captures/tour/`` (nine small public captures, see
-that folder's README: a refused connection, clean handshakes at 30 ms to
+It scores the tour shipped inside the package, ``handshake_score/tour/`` (nine
+small public captures, see that folder's README: a refused connection, clean handshakes at 30 ms to
 880 ms of latency, a SYN retried and never answered, IPv4 and IPv6, BGP peers
 refusing), writes the score, MIDI, WAV and PNG into a new folder, and plays it
 on the console ten times slower. The captures were made years apart, so
@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +27,19 @@ LONGEST_S = 20.0  # the console performance stops here, whatever the captures ho
 NAME = "tour"
 
 
-def tour_captures() -> list[Path]:
-    """The tour's captures: ``captures/tour`` here, else in the checkout ``hs`` runs from."""
-    for root in (Path.cwd(), Path(__file__).resolve().parent.parent):
-        folder = root / "captures" / "tour"
-        found = sorted(p for p in folder.glob("*.pcap*") if p.is_file()) if folder.is_dir() else []
-        if found:
-            return found
-    raise HandshakeScoreError("no captures/tour folder here or beside the package: hs demo runs in a "
-                              "handshake-score checkout")
+def tour_captures(files: ExitStack | None = None) -> list[Path]:
+    """The tour's captures: package data, wherever ``hs`` is installed (a checkout, a wheel, pipx).
+
+    Read through :mod:`importlib.resources`; ``files``, when given, keeps a path valid for as long
+    as it is open even where the package lives in a zip (there each capture is copied out)."""
+    tour = resources.files(__package__) / "tour"
+    found = sorted((t for t in tour.iterdir() if ".pcap" in t.name), key=lambda t: t.name) if tour.is_dir() else []
+    if not found:
+        raise HandshakeScoreError("the demo's captures are missing from this installation of hs "
+                                  "(handshake_score/tour): reinstall the package")
+    if files is None:
+        return [Path(os.fspath(t)) for t in found]
+    return [files.enter_context(resources.as_file(t)) for t in found]
 
 
 def new_folder(base: str = "demo") -> Path:
@@ -71,8 +77,9 @@ def make(folder: Path | None = None) -> Made:
     from .scorefile import save_score
     from .timing import output_times_ns
 
-    captures = tour_captures()
-    score, summary = compose(captures)
+    with ExitStack() as opened:
+        captures = tour_captures(opened)
+        score, summary = compose(captures)
     folder = new_folder() if folder is None else folder
     folder.mkdir(parents=True, exist_ok=True)
     files = {kind: folder / f"{NAME}.{kind}" for kind in ("score", "mid", "wav", "png")}

@@ -32,7 +32,7 @@ from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from . import __version__
+from . import version
 from .errors import HandshakeScoreError
 from .orchestra import DEFAULT, Orchestra
 from .segments import INT64_MAX, INT64_MIN, address_text
@@ -55,7 +55,6 @@ NOTE = np.dtype([
 """One note of a score."""
 
 NO_DELAY = INT64_MIN
-TOOL = f"hs {__version__}"
 KIND_CODE = {k: i for i, k in enumerate(Kind.ALL)}
 OUTCOME_CODE = {o: i for i, o in enumerate(Outcome.ALL)}
 
@@ -80,7 +79,7 @@ class Score:
     start_ns: int                     # the moment note time 0 stands for, ns since the Unix epoch
     options: dict = field(default_factory=dict)  # how it was made: scoring options, filters, anonymisation
     orchestra: Orchestra = DEFAULT
-    tool: str = TOOL
+    tool: str = field(default_factory=lambda: f"hs {version()}")
 
     def __len__(self) -> int:
         return len(self.notes)
@@ -754,7 +753,7 @@ def score_to_file(
         origin, until = _window(start, end, start_ns, options)
         lines = _Lines(start_ns, filters, origin, until)
         with atomic_write(path, force) as f:
-            f.write(header_text(TOOL, start_ns + origin, sources, options, orchestra).encode())
+            f.write(header_text(f"hs {version()}", start_ns + origin, sources, options, orchestra).encode())
             for rows in blocks:
                 f.write(lines(rows).encode())
     except BaseException:

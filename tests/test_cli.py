@@ -23,7 +23,9 @@ def test_help_lists_score_and_the_walkthrough():
 
 def test_version():
     out = subprocess.run(HS + ["--version"], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "hs 0.1.0"
+    import tomllib
+
+    assert out.strip() == "hs " + tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def test_usage_error_exits_2_without_traceback():

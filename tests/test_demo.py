@@ -15,7 +15,7 @@ import pytest
 from conftest import CORPUS, KINDS, ROOT, corpus_expectations
 from handshake_score.scorefile import load_score
 
-TOUR = ROOT / "captures" / "tour"
+TOUR = ROOT / "handshake_score" / "tour"
 
 
 def bare_env(home: Path) -> dict[str, str]:

@@ -26,7 +26,7 @@ from handshake_score.tracker import HandshakeTracker
 
 HS = [sys.executable, "-m", "handshake_score"]
 CAPTURES = sorted(CORPUS.glob("*.pcap*")) + sorted((ROOT / "captures").glob("*.pcap*")) + \
-    sorted((ROOT / "captures" / "tour").glob("*.pcap*"))
+    sorted((ROOT / "handshake_score" / "tour").glob("*.pcap*"))
 EXAMPLE = ROOT / "captures" / "example-loopback.pcapng"
 MIXED = [CORPUS / "http_ip4and6.pcapng", CORPUS / "bgp-bgpsec.pcap", CORPUS / "resp_1_benchmark.pcap"]
 # buffer_notes: the default (everything in memory), and tiny buffers that settle notes at every
