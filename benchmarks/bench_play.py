@@ -16,11 +16,17 @@ holds exactly the same times. Every method runs in this process, in turn, once p
   time.time() and perf_counter drifted apart over it.
 - bare loop: per deadline, time.sleep until 1.5 ms before, spin on perf_counter_ns, read the clock.
   No performer, no thread: the floor of the method hs's conductor uses.
-- hs `perform()` with each performer alone, then all three together: console (to /dev/null),
-  solenoids (`SolenoidPerformer(DEFAULT, dry_run=True)`, gpiozero's MockFactory in the coil driver's process; it drops the
+- hs `perform()` with each performer alone, then all of them together, each built through the
+  registry (`handshake_score.play.registry`) as `hs play` builds it: console (to /dev/null),
+  solenoids (`--dry-run`: gpiozero's MockFactory in the coil driver's process; it drops the
   notes that come within 80 ms of the last on their coil), midi (`MidiPortPerformer` on a port
-  whose send() appends to a list). Per performer, from the timing log: actual_ns - scheduled_ns of
+  whose send() appends to a list: there is no ALSA sequencer here), speakers (when `jackd` is
+  installed: a JACK server of this run's own on its dummy driver, a sound card paced by the
+  clock), osc (when `handshake_score.play.osc` exists: to a local UDP socket this benchmark
+  reads, every datagram counted). Per performer, from the timing log: actual_ns - scheduled_ns of
   every strike it made (played; a strike a coil refuses at its hard limits is counted apart).
+  The speakers place each voice by its deadline on the stream's clock, and the log keeps that
+  moment; their row "the call" is when the conductor called them.
 
 Conditions: idle; busy, a separate process spinning `while True: pass` for the whole
 condition (the machine this was written on has 2 cores: the second one busy); both busy, two
@@ -37,6 +43,8 @@ import argparse
 import csv
 import multiprocessing
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -53,9 +61,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from handshake_score.midi import NS_PER_TICK, to_midi  # noqa: E402
 from handshake_score.orchestra import DEFAULT  # noqa: E402
-from handshake_score.play import ConsolePerformer, MidiPortPerformer, perform  # noqa: E402
+from handshake_score.play import MidiPortPerformer, perform, registry  # noqa: E402
 from handshake_score.play.conductor import SPIN_NS  # noqa: E402
-from handshake_score.play.solenoids import SolenoidPerformer  # noqa: E402
 from handshake_score.score import NO_DELAY, NOTE, OUTCOME_CODE, Score  # noqa: E402
 from handshake_score.tracker import Kind, Outcome  # noqa: E402
 
@@ -136,22 +143,98 @@ class ListPort:
         self.sent.append(msg)
 
 
-def run_hs(score: Score, which: list[str], tmp: str) -> dict:
-    devnull = open(os.devnull, "w")
-    port = ListPort()
-    make = {"solenoids": lambda: SolenoidPerformer(DEFAULT, dry_run=True),
-            "midi": lambda: MidiPortPerformer(port, DEFAULT),
-            "console": lambda: ConsolePerformer(devnull, colour=False)}
-    performers = [make[w]() for w in which]
+class Outputs:
+    """Where the performers play in this run: a MIDI port of our own, /dev/null for the console,
+    a UDP socket that counts what OSC sends, a JACK server for the speakers (each if there is one)."""
+
+    def __init__(self):
+        self.port = ListPort()
+        self.devnull = open(os.devnull, "w")
+        self.udp = self.jack = None
+        names = registry.names()
+        if "osc" in names:
+            try:
+                registry.load("osc")
+                # the receiver is a process of its own: a thread here would take Python's lock from the conductor
+                self.counted = multiprocessing.Value("q", 0)
+                ready = multiprocessing.Queue()
+                self.udp = multiprocessing.Process(target=_count_datagrams, args=(self.counted, ready), daemon=True)
+                self.udp.start()
+                self.udp_port = ready.get(timeout=10)
+            except Exception as e:  # noqa: BLE001
+                print(f"  no osc: {e}", file=sys.stderr)
+                self.udp = None
+        if shutil.which("jackd"):
+            server = f"hs-bench-{os.getpid()}"
+            self.jack = subprocess.Popen(["jackd", "-n", server, "-R", "-d", "dummy", "-r", "44100", "-p", "256"],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            os.environ["JACK_DEFAULT_SERVER"] = server  # read by PortAudio when sounddevice is first imported
+            time.sleep(1.0)
+        self.performers = ["console", "solenoids", "midi"] + (["speakers"] if self._speakers() else []) + (
+            ["osc"] if self.udp is not None else [])
+
+    def _speakers(self) -> bool:
+        try:
+            registry.build("speakers", DEFAULT).close()
+            return True
+        except Exception as e:  # noqa: BLE001 - no sound card: left out, and said
+            print(f"  no speakers: {e}", file=sys.stderr)
+            return False
+
+    @property
+    def datagrams(self) -> int:
+        return self.counted.value if self.udp is not None else 0
+
+    def make(self, name: str):
+        if name == "midi":  # no ALSA sequencer here: the performer on a port of our own
+            return MidiPortPerformer(self.port, DEFAULT)
+        if name == "console":  # hs play's console writes to stdout: here, to /dev/null
+            return registry.load("console")(self.devnull, colour=False)
+        options = {"solenoids": {"dry_run": True},
+                   "osc": {"osc": [f"127.0.0.1:{self.udp_port}"] if self.udp else []}}.get(name, {})
+        p = registry.build(name, DEFAULT, options)
+        if name == "speakers":  # the conductor's call, beside the place the voice was given
+            calls, strike = [], p.strike
+
+            def timed(note):
+                calls.append((note, time.perf_counter_ns()))
+                return strike(note)
+            p.strike, p.calls = timed, calls
+        return p
+
+    def close(self):
+        self.devnull.close()
+        if self.udp is not None:
+            self.udp.kill()
+            self.udp.join()
+        if self.jack is not None:
+            if "sounddevice" in sys.modules:  # PortAudio let go of JACK before its server ends
+                sys.modules["sounddevice"]._terminate()
+            self.jack.terminate()
+            self.jack.wait(10)
+
+
+def _count_datagrams(counted, ready) -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    ready.put(udp.getsockname()[1])
+    while True:
+        udp.recv(65536)
+        with counted.get_lock():
+            counted.value += 1
+
+
+def run_hs(score: Score, which: list[str], tmp: str, outputs: Outputs) -> dict:
+    performers = [outputs.make(w) for w in which]
     log = Path(tmp, "timing.csv")
-    try:
-        perf = perform(score, performers, timing_log=log, force=True)
-    finally:
-        devnull.close()
+    sent_before, datagrams_before = len(outputs.port.sent), outputs.datagrams
+    perf = perform(score, performers, timing_log=log, force=True)
     per = {p.name: [] for p in performers}
     scheduled_solenoid: list[int] = []
     called: dict[str, dict[int, int]] = {p.name: {} for p in performers}    # note -> actual_ns
     onset_of: dict[str, dict[int, int]] = {p.name: {} for p in performers}  # note -> actual - scheduled
+    scheduled: dict[int, int] = {}
     statuses: dict[str, int] = {}
     with open(log, newline="") as f:
         for row in csv.DictReader(f):
@@ -159,6 +242,7 @@ def run_hs(score: Score, which: list[str], tmp: str) -> dict:
             if row["status"] in ("played", "deferred"):
                 per[row["performer"]].append(int(row["actual_ns"]) - int(row["scheduled_ns"]))
                 called[row["performer"]][int(row["note"])] = int(row["actual_ns"])
+                scheduled[int(row["note"])] = int(row["scheduled_ns"])
                 if row["performer"] == "solenoids":
                     scheduled_solenoid.append(int(row["scheduled_ns"]))
                 onset_of[row["performer"]][int(row["note"])] = per[row["performer"]][-1]
@@ -168,11 +252,22 @@ def run_hs(score: Score, which: list[str], tmp: str) -> dict:
     assert np.array_equal(np.sort(np.concatenate([np.array(v, np.int64) for v in per.values()])),
                           np.sort(perf.onset_ns)), "timing log and Performance.onset_ns disagree"
     if "midi" in which:
-        ons = sum(m.type == "note_on" for m in port.sent)
+        ons = sum(m.type == "note_on" for m in outputs.port.sent[sent_before:])
         assert ons == perf.played["midi"], f"port got {ons} note_on, played says {perf.played['midi']}"
+    if "osc" in which:
+        deadline = time.monotonic() + 2
+        while outputs.datagrams - datagrams_before < perf.played["osc"] + 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        got = outputs.datagrams - datagrams_before
+        assert got == perf.played["osc"] + 2, f"the socket got {got} datagrams for {perf.played['osc']} notes"  # + start, stop
     tag = "alone" if len(which) == 1 else "together"
     out = {f"hs {p} ({tag})": {"onsets": np.array(v, np.int64), "dropped": perf.dropped[p], "refused": perf.refused[p]}
            for p, v in per.items()}
+    for p in performers:
+        if p.name == "speakers":
+            called["speakers"] = dict(p.calls)
+            calls = np.array([t - scheduled[n] for n, t in p.calls if n in scheduled], np.int64)
+            out[f"hs speakers ({tag}): the call"] = {"onsets": calls, "dropped": 0, "refused": 0}
     if which == ["solenoids"]:
         # when the (mock) pin itself went high, in the coil driver: its checks and gpiozero's layers
         rises = np.array(sorted(t for _, t, v in performers[0].pin_log() if v == 1), np.int64)
@@ -181,13 +276,15 @@ def run_hs(score: Score, which: list[str], tmp: str) -> dict:
             "onsets": rises - np.array(sorted(scheduled_solenoid), np.int64),
             "dropped": perf.dropped["solenoids"], "refused": perf.refused["solenoids"]}
     if len(which) > 1:
-        out["ahead"] = ahead(called, onset_of)
+        order = sorted(called, key=lambda n: (next(p.cost for p in performers if p.name == n), which.index(n)))
+        out["ahead"] = ahead({n: called[n] for n in order}, onset_of)
     return out
 
 
 def ahead(called: dict[str, dict[int, int]], onset: dict[str, dict[int, int]]) -> str:
     """Together, a performer called at a shared deadline waits for the calls before it: how long each
-    performer's strike held up the next performer's call at the same note, in hs's order."""
+    performer's strike held up the next performer's call at the same note, in hs's order (the
+    cheapest first). The speakers' moment here is their call; the solenoids' is their driver's strike."""
     names = list(called)
     said = []
     for first, then in zip(names, names[1:]):
@@ -195,8 +292,8 @@ def ahead(called: dict[str, dict[int, int]], onset: dict[str, dict[int, int]]) -
         if len(gap):
             said.append(f"a {first} strike held up the {then} call after it by p50 {np.percentile(gap, 50):.1f} us, "
                         f"p99 {np.percentile(gap, 99):.1f} us, max {gap.max():.0f} us ({len(gap)} notes)")
-    late = [k for k, o in onset["midi"].items() if o > 50_000]
-    return "; ".join(said) + f"; {len(late)} MIDI strikes later than 50 us"
+    late = {name: sum(o > 50_000 for o in onset[name].values()) for name in names}
+    return "; ".join(said) + "; strikes later than 50 us: " + ", ".join(f"{n} {k}" for n, k in late.items())
 
 
 # ----------------------------------------------------------------------------- the busy core
@@ -244,13 +341,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "score.mid")
         to_midi(score).save(path)
+        outputs = Outputs()
+        together = sorted(outputs.performers, key=lambda n: registry.load(n).cost)
         methods = [
             ("mido play()", lambda: run_mido(mido.MidiFile(path), times)),
             ("bare sleep+spin", lambda: run_bare(times)),
-            ("hs console", lambda: run_hs(score, ["console"], tmp)),
-            ("hs solenoids", lambda: run_hs(score, ["solenoids"], tmp)),
-            ("hs midi", lambda: run_hs(score, ["midi"], tmp)),
-            ("hs all three", lambda: run_hs(score, ["midi", "console", "solenoids"], tmp)),
+            *((f"hs {name}", lambda name=name: run_hs(score, [name], tmp, outputs)) for name in outputs.performers),
+            ("hs together", lambda: run_hs(score, together, tmp, outputs)),
         ]
         results: dict[str, dict] = {}
         load: dict[str, str] = {}
@@ -285,6 +382,7 @@ def main(argv=None) -> int:
                 for spinner in spinners:
                     spinner.kill()
                     spinner.join()
+        outputs.close()
     elapsed = time.perf_counter() - started
 
     span = (times[-1] - times[0]) / 1e9
@@ -299,7 +397,8 @@ def main(argv=None) -> int:
         "on the same score; idle, then with a separate process spinning `while True: pass` (busy), then with two "
         "of them (both busy: every core). "
         f"Whole run {elapsed:.0f} s.", "",
-        *machine(["numpy", "mido", "gpiozero", "handshake-score"]), code_state(),
+        *machine(["numpy", "mido", "gpiozero", "python-osc", "sounddevice", "handshake-score"],
+                 [["jackd", "--version"]]), code_state(),
         f"- sys.getswitchinterval() {sys.getswitchinterval() * 1e3:g} ms; conductor spins the last "
         f"{SPIN_NS / 1e6:g} ms before a deadline", "",
         *(f"- {c}: {text}" for c, text in load.items()), "",
@@ -318,9 +417,26 @@ def main(argv=None) -> int:
                 t50, t99 = TARGETS[condition]
                 ok = (t50 is None or p50 <= t50) and p99 <= t99
                 verdicts.append((condition, name, ok, p50, p99))
-    lines += ["", "Together, the performers are called one after the other from the conductor thread in hs's own order "
-              "(midi, console, solenoids), so at a shared deadline a later one's onset includes the earlier ones' calls; "
-              "the solenoids come last, since their coil driver strikes at the deadline by itself. "
+    lines += ["", "Each performer alone and together, side by side (p50 / p99 / max, us), with the peers of the same run:", "",
+              "| condition | performer | alone p50 | together p50 | alone p99 | together p99 | alone max | together max |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for condition, rows in results.items():
+        for peer in ("mido play()", "bare sleep+spin"):
+            p50, p99, mx = stats(rows[peer]["onsets"])
+            lines.append(f"| {condition} | {peer} (peer) | {p50:.1f} | | {p99:.1f} | | {mx:.1f} | |")
+        for name in together:
+            for suffix in ("", ": the call"):
+                alone, both = rows.get(f"hs {name} (alone){suffix}"), rows.get(f"hs {name} (together){suffix}")
+                if alone is None or both is None:
+                    continue
+                a, b = stats(alone["onsets"]), stats(both["onsets"])
+                lines.append(f"| {condition} | {name}{suffix} | {a[0]:.1f} | {b[0]:.1f} | {a[1]:.1f} | {b[1]:.1f} "
+                             f"| {a[2]:.1f} | {b[2]:.1f} |")
+    lines += ["", f"Together, the performers are called one after the other from the conductor thread, the cheapest "
+              f"first ({', '.join(together)}: `Performer.cost`), so at a shared deadline a later one's call waits for "
+              "the earlier ones'; the solenoids come last, since their coil driver strikes at the deadline by itself "
+              "and their call only hears that it did; the speakers place each voice by its deadline, whenever they "
+              "are called. "
               "Late > 1.5 ms: later than the whole spin window: the sleep before it woke after the deadline, or the "
               "thread lost its CPU.", "",
               "Targets for hs play: p50 <= 5 us and p99 <= 50 us idle; p99 <= 500 us with one or both cores busy. "

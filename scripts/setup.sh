@@ -7,8 +7,8 @@
 #                              on a machine with GPIO (/dev/gpiochip*) also lgpio, the pin library
 #                              gpiozero picks on a Raspberry Pi (all of them, the Pi 5 included)
 #   scripts/setup.sh --tests   and the test tools: FluidSynth with a small GM soundfont, sox, JACK
-#                              (a sound card paced by the clock), liblo's oscdump, pytest and the
-#                              reference readers (pyshark, dpkt, symusic, pandas)
+#                              (a sound card paced by the clock), liblo's oscdump, Pure Data,
+#                              pytest and the reference readers (pyshark, dpkt, symusic, pandas)
 #
 # Safe to run again: it installs only what is missing. Needs sudo (or root) only for apt-get.
 set -euo pipefail
@@ -42,6 +42,7 @@ if [ $tests = 1 ]; then
   # hs play --to speakers is heard through JACK's dummy driver and recorded with jack_rec
   command -v jackd >/dev/null || missing+=(jackd2)
   command -v oscdump >/dev/null || missing+=(liblo-tools)  # an independent OSC receiver (liblo)
+  command -v pd >/dev/null || missing+=(puredata-core)     # runs docs/osc/handshake.pd as a receiver
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"

@@ -134,6 +134,10 @@ class Stall(Performer):
     def strike(self, note):
         if note == 0:
             time.sleep(0.4)
+        return True
+
+    def silence(self):
+        pass
 
 
 def test_a_stalled_hs_does_not_hold_a_pulse_on():
@@ -149,10 +153,15 @@ def test_a_stalled_hs_does_not_hold_a_pulse_on():
 
 class Boom(Performer):
     name = "boom"
+    cost = 1000.0  # called after the solenoids at a moment they share
 
     def strike(self, note):
         if note == 2:
             raise RuntimeError("the performer broke")
+        return True
+
+    def silence(self):
+        pass
 
 
 def test_an_exception_in_a_performer_leaves_every_pin_low():
@@ -400,7 +409,10 @@ def test_plays_a_capture_the_test_records_itself(tmp_path, dumpcap):
     (["s.score", "--to", "solenoids", "--dry-run", "--orchestra", "pin40.toml"], "[syn] pin: 40 is outside 0-27"),
     (["s.score", "--to", "solenoids", "--dry-run", "--orchestra", "dup.toml"], "pin 27 is given to syn-ack, syn-ack-retry, rst"),
     (["s.score", "--to", "solenoids", "--dry-run", "--too-soon", "later"], "too-soon must be one of drop, defer"),
-    (["s.score", "--pin-log", "p.csv"], "--pin-log records the rehearsal pins"),
+    (["s.score", "--pin-log", "p.csv"], "--pin-log is for --to solenoids: give that too"),
+    (["s.score", "--to", "solenoids", "--pin-log", "p.csv"], "--pin-log records the rehearsal pins: give --dry-run too"),
+    (["s.score", "--port", "FLUID"], "--port is for --to midi: give that too"),
+    (["s.score", "--to", "console,drums9"], "unknown performer 'drums9'"),
     (["s.score", "--timing-log", "kept.csv"], "kept.csv: already exists"),
     (["notes.txt"], "notes.txt"),
 ])

@@ -6,8 +6,10 @@ sleeps until :data:`SPIN_NS` before a deadline (a sleep overshoots by tens of
 microseconds, more on a busy machine), then spins on the clock to the
 deadline itself. As soon as the calls of one moment are made it cues the
 performers of the next moment's strikes (:meth:`~.performer.Performer.cue`), so
-what can be done ahead is. The hot loop works on Python lists made once from the
-timeline, since reading numpy scalars one at a time is slower.
+what can be done ahead is. At a moment several performers share, the cheapest
+(:attr:`~.performer.Performer.cost`) is called first, so a slow call holds up
+no quick one. The hot loop works on Python lists made once from the timeline,
+since reading numpy scalars one at a time is slower.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ class Conductor(threading.Thread):
     called), :attr:`actual`, :attr:`error` (an exception a performer raised, which ends
     the performance). At the end of each pass, finished or not, it hands the pass to
     ``on_pass(index, actual_ns, refused)`` and forgets it, so a loop runs for months in
-    the same memory: ``actual_ns`` holds each event's call time (0: not reached),
-    ``refused`` the events a performer refused.
+    the same memory: ``actual_ns`` holds each event's call time (0: not reached), or for
+    a strike the moment it sounded where its performer knows better
+    (:meth:`~.performer.Performer.sounded_ns`); ``refused`` the events a performer refused.
     """
 
     def __init__(self, performers: list[Performer], parts: list[Part], *, loop: bool = False,
@@ -44,8 +47,9 @@ class Conductor(threading.Thread):
         self.parts = parts
         timeline = np.concatenate([np.zeros(0, EVENT)] + [p.events for p in parts])
         who = np.concatenate([np.zeros(0, np.uint8)] + [np.full(len(p.events), i, np.uint8) for i, p in enumerate(parts)])
-        # by time, releases first, then in the performers' order (the most time-critical first)
-        order = np.lexsort((who, timeline["action"], timeline["due_ns"]))
+        # by time, releases first, then the cheapest performer first (in the order given, where they cost the same)
+        rank = np.argsort(np.argsort([p.cost for p in performers], kind="stable")).astype(np.uint8)
+        order = np.lexsort((who, rank[who] if len(who) else who, timeline["action"], timeline["due_ns"]))
         self.timeline, self.who = timeline[order], who[order]
         self.loop = loop
         self.span_ns = int(self.timeline["due_ns"].max()) if len(timeline) else 0
@@ -77,8 +81,11 @@ class Conductor(threading.Thread):
         note = self.timeline["note"].tolist()
         strike = (self.timeline["action"] == STRIKE).tolist()
         calls = [(p.release, p.strike) for p in self.performers]
+        # asked only of performers that know when they sounded better than the call's moment
+        knows = [p.sounded_ns if type(p).sounded_ns is not Performer.sounded_ns else None for p in self.performers]
         who = self.who.tolist()
         call = [calls[w][s] for w, s in zip(who, strike)]
+        sounded = [knows[w] if s else None for w, s in zip(who, strike)]
         cue = [self.performers[w].cue if s else None for w, s in zip(who, strike)]
         # the end of each moment's events: a moment's strikes are all cued before its first call
         moment_end = np.searchsorted(self.timeline["due_ns"], self.timeline["due_ns"], "right").tolist()
@@ -113,10 +120,11 @@ class Conductor(threading.Thread):
                     while clock() < deadline:
                         pass
                     t = clock()
-                    made = call[j](note[j])
-                    if made is False:
+                    if call[j](note[j]) is False:
                         refused.append(j)
-                    actual[j] = made if type(made) is int else t
+                    elif sounded[j] is not None:
+                        t = sounded[j]() or t
+                    actual[j] = t
                     self.done = j + 1
                 if not self.loop:
                     self.completed = True

@@ -22,8 +22,9 @@ import numpy as np
 from ..score import KIND_CODE, NO_DELAY, NOTE, Source
 from ..segments import address_text
 from ..tracker import HandshakeTracker, Note
+from ..errors import HandshakeScoreError
 from .performance import MAX_ONSETS, Performance, stop_and_silence
-from .performer import Performer
+from .performer import LivePerformer
 
 IDLE_TICK_S = 0.1  # on a quiet wire, let the tracker's clock move this often
 RING = 1 << 16     # notes a live score holds: far more than sound within one longest release
@@ -83,7 +84,7 @@ class LiveScore:
 
 def perform_live(
     batches: Callable[[float | None], Iterator],
-    performers: list[Performer],
+    performers: list[LivePerformer],
     orchestra,
     *,
     tracker: HandshakeTracker | None = None,
@@ -94,7 +95,14 @@ def perform_live(
     """Strike every handshake packet ``batches(timeout_s)`` brings, as it comes, until
     ``running()`` says no (or an exception, Ctrl-C, SIGTERM). ``Performance.onset_ns``
     holds, per strike, the wall-clock delay from the packet's capture timestamp to the
-    performer's call. ``capacity``: the notes the live score holds (see :class:`LiveScore`)."""
+    performer's call. ``capacity``: the notes the live score holds (see :class:`LiveScore`).
+
+    >>> from handshake_score.play import registry
+    >>> perform_live(capture.batches, [registry.build("console", band, live=True)], band)
+    """
+    for p in performers:
+        if not isinstance(p, LivePerformer):
+            raise HandshakeScoreError(f"{p.name} plays scores, not the network as it happens (--live)")
     tracker = tracker or HandshakeTracker()
     score = LiveScore(orchestra, capacity)
     result = Performance(0, 0, passes=1).counting(performers)

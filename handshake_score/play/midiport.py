@@ -4,7 +4,8 @@ Ports are opened with mido's python-rtmidi backend, by their whole name or
 the start of it (``hs play --list-ports`` lists them). Any object with mido's
 ``send(message)`` will do as the port, which is how the tests listen where no
 ALSA sequencer exists. Each kind's messages are built once; a note lasts as
-long as its solenoid pulse and ends before the next strike of its key.
+long as its solenoid pulse and ends before the next strike of its key. mido is
+imported when a port is listed, opened or played, not with this module.
 """
 
 from __future__ import annotations
@@ -13,24 +14,48 @@ import os
 import sys
 from contextlib import contextmanager
 
-import mido
 import numpy as np
 
 from ..errors import HandshakeScoreError
 from ..orchestra import Orchestra
 from ..tracker import Kind
-from .performer import EVENT, RELEASE, STRIKE, Part, Performer, keep
+from .performer import EVENT, RELEASE, STRIKE, LivePerformer, Option, Part, keep
 
 BACKEND = "mido.backends.rtmidi"
+NO_PORTS = "no MIDI output ports here (is there an ALSA sequencer, /dev/snd/seq?)"
 
 
-class MidiPortPerformer(Performer):
+class MidiPortPerformer(LivePerformer):
     """Plays each note on ``port`` (an open mido output port, or anything with ``send``)
     with the orchestra's key, velocity and channel."""
 
     name = "midi"
+    options = (
+        Option("port", str, "The output port, by name or the start of it (see --list-ports).", metavar="NAME"),
+        Option("list-ports", bool, "List the MIDI output ports and exit.", default=False),
+    )
+    needs = "a MIDI output port: ALSA's sequencer (/dev/snd/seq) and python-rtmidi; --port NAME"
+    cost = 2.0  # one message to the sequencer, holding Python's lock: the first at a moment
+
+    @classmethod
+    def build(cls, band, options, *, live):
+        if options["port"] is None:
+            raise HandshakeScoreError("--to midi needs --port NAME (hs play --list-ports lists them)")
+        return cls(open_port(options["port"]), band, close_port=True)
+
+    @classmethod
+    def query(cls, options):
+        if options["list_ports"]:
+            return "\n".join(output_names()) or NO_PORTS
+        return None
+
+    @classmethod
+    def check(cls):
+        return None if output_names() else NO_PORTS
 
     def __init__(self, port, orchestra: Orchestra, *, close_port: bool = False):
+        import mido
+
         self.port = port
         self.close_port = close_port
         self._on = [mido.Message("note_on", channel=orchestra[k].channel, note=orchestra[k].note,
@@ -65,10 +90,11 @@ class MidiPortPerformer(Performer):
     def hold_ns(self, note: int) -> int:
         return self._length_ns[self._kinds[note]]
 
-    def strike(self, note: int) -> None:
+    def strike(self, note: int) -> bool:
         kind = self._kinds[note]
         self.port.send(self._on[kind])
         self._sounding.add(kind)
+        return True
 
     def release(self, note: int) -> None:
         kind = self._kinds[note]
@@ -83,6 +109,10 @@ class MidiPortPerformer(Performer):
     def close(self) -> None:
         if self.close_port:
             self.port.close()
+
+    def report(self) -> list[str]:
+        name = getattr(self.port, "name", None)  # a mido port's; not every port-like object has one
+        return [f"  midi       on port {name!r}"] if self.close_port and name else []
 
 
 @contextmanager
@@ -106,6 +136,8 @@ def _quiet_stderr():
 def output_names() -> list[str]:
     """The MIDI output ports there are (none where there is no MIDI system)."""
     try:
+        import mido
+
         with _quiet_stderr():
             return mido.Backend(BACKEND).get_output_names()
     except Exception:  # noqa: BLE001 - rtmidi raises its own SystemError when there is no ALSA sequencer
@@ -121,6 +153,8 @@ def open_port(name: str):
         there = ("the ports are: " + ", ".join(names)) if names else "there are no MIDI output ports here"
         what = "names several ports" if found else "is not a MIDI output port"
         raise HandshakeScoreError(f"{name!r} {what}; {there} (hs play --list-ports)")
+    import mido
+
     try:
         with _quiet_stderr():
             return mido.Backend(BACKEND).open_output(found[0])

@@ -135,12 +135,12 @@ def stop_and_silence(conductor: Conductor | None, performers: list[Performer]) -
                     conductor.stop()
                     if conductor.ident is not None:
                         conductor.finished.wait(1.0)  # a strike under way ends; a stuck one is not awaited
-                for how in ("silence", "close"):
-                    for p in performers:
-                        try:
-                            getattr(p, how)()
-                        except Exception as e:  # noqa: BLE001 - the others must still be silenced
-                            failure = failure or e
+                # every one silenced before any is closed
+                for call in [p.silence for p in performers] + [p.close for p in performers]:
+                    try:
+                        call()
+                    except Exception as e:  # noqa: BLE001 - the others must still be silenced
+                        failure = failure or e
                 if conductor is not None and conductor.ident is not None:
                     conductor.finished.wait()  # its last pass, counted and logged
                 break

@@ -17,7 +17,9 @@ the machine, and holds the hard limits again on the pins' actual times.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +28,7 @@ from ..orchestra import Orchestra
 from ..tracker import Kind
 from .coil import MAX_ON_NS, PLAN_DUTY_CAP, CoilRules
 from .coildriver import CoilDriver
-from .performer import EVENT, RELEASE, STRIKE, Part, Performer, keep
+from .performer import EVENT, RELEASE, STRIKE, LivePerformer, Option, Part, keep
 
 TOO_SOON = ("drop", "defer")
 LOOKAHEAD_NS = 50_000_000  # strikes this close after the next one are handed to the driver with it
@@ -70,17 +72,46 @@ def kinds_on_coils(orchestra: Orchestra, specs: list[CoilSpec]) -> list[tuple[in
     return [(coil_of[orchestra[k].pin], min(round(orchestra[k].pulse_ms * 1e6), MAX_ON_NS)) for k in Kind.ALL]
 
 
-class SolenoidPerformer(Performer):
+class SolenoidPerformer(LivePerformer):
     """Strikes the orchestra's coils through a :class:`~.coildriver.CoilDriver`, the process
     that holds the pins and times each pulse. ``dry_run`` uses gpiozero's MockFactory
-    (pins that record their changes; :meth:`pin_log`), else gpiozero picks the pin
-    library (lgpio on a Raspberry Pi 5). Raises :class:`HandshakeScoreError` when a pin
-    cannot be had; :meth:`notices` says when the limits cannot be guaranteed."""
+    (pins that record their changes; :meth:`pin_log`, and written to ``pin_log`` as CSV
+    when closed), else gpiozero picks the pin library (lgpio on a Raspberry Pi 5). Raises
+    :class:`HandshakeScoreError` when a pin cannot be had; :meth:`notices` says when the
+    limits cannot be guaranteed."""
 
     name = "solenoids"
+    options = (
+        Option("dry-run", bool, "Rehearse on gpiozero's MockFactory (no GPIO needed).", default=False),
+        Option("pin-log", Path, "With --dry-run: write every pin change (pin,time_ns,state) to this CSV.",
+               metavar="FILE", writes=True),
+        Option("too-soon", str, "A strike that comes sooner than its coil may strike again: drop it, or defer it "
+               "to the next allowed moment (within --defer-limit).", default="drop", metavar="drop|defer"),
+        Option("defer-limit", float, "With --too-soon defer: the longest a strike may be moved; later than that "
+               "it is dropped.", default=500.0, metavar="MS"),
+    )
+    needs = ("coils on BCM pins through MOSFETs (docs/hardware.md) and gpiozero's pin library (lgpio on a Pi); "
+             "--dry-run rehearses anywhere")
+    cost = 100.0  # its call waits for the driver's word that the coil struck: the last at a moment
+    at_rest = "every coil off"
+
+    @classmethod
+    def build(cls, band, options, *, live):
+        if options["pin_log"] is not None and not options["dry_run"]:
+            raise HandshakeScoreError("--pin-log records the rehearsal pins: give --dry-run too")
+        if live:  # nothing is planned live: a strike too soon is dropped at the coil
+            return cls(band, dry_run=options["dry_run"], pin_log=options["pin_log"])
+        return cls(band, too_soon=options["too_soon"], defer_limit_ms=options["defer_limit"],
+                   dry_run=options["dry_run"], pin_log=options["pin_log"])
+
+    @classmethod
+    def check(cls):
+        if os.environ.get("GPIOZERO_PIN_FACTORY") or any(Path("/dev").glob("gpiochip*")):
+            return None
+        return "no GPIO pins here (--dry-run rehearses on gpiozero's MockFactory)"
 
     def __init__(self, orchestra: Orchestra, *, too_soon: str = "drop", defer_limit_ms: float = 500.0,
-                 dry_run: bool = False):
+                 dry_run: bool = False, pin_log: str | os.PathLike | None = None):
         if too_soon not in TOO_SOON:
             raise HandshakeScoreError(f"too-soon must be one of {', '.join(TOO_SOON)}, not {too_soon!r}")
         if not defer_limit_ms >= 0:
@@ -92,6 +123,9 @@ class SolenoidPerformer(Performer):
         self._by_kind = kinds_on_coils(orchestra, self.specs)
         self._kinds: list[int] = []
         self._cued: dict[int, int] = {}  # note -> its strike's number at the driver
+        self._sounded: int | None = None  # the driver's moment of the last strike
+        self.pin_log_path = pin_log
+        self._played = False  # prepared: the pin log is written when closed
         self.driver = CoilDriver([s.pin for s in self.specs], [s.restrike_ns for s in self.specs], dry_run=dry_run,
                                  defer_limit_ns=self.defer_limit_ns if too_soon == "defer" else 0)
 
@@ -103,6 +137,7 @@ class SolenoidPerformer(Performer):
                 "past 100 ms or a strike too soon; run as root or grant it (docs/hardware.md)"]
 
     def prepare(self, score, times_ns: np.ndarray) -> Part:
+        self._played = True
         self._kinds = score.notes["kind"].tolist()
         part = plan(self._kinds, times_ns, self.orchestra, self.specs, self.too_soon, self.defer_limit_ns)
         strikes = part.events[part.events["action"] == STRIKE]  # in time order, as planned
@@ -131,11 +166,19 @@ class SolenoidPerformer(Performer):
             self._cued[n] = self.driver.strike_at(*self._by_kind[self._kinds[n]], base + due[self._next])
             self._next += 1
 
-    def strike(self, note: int) -> int | bool:
+    def strike(self, note: int) -> bool:
         number = self._cued.pop(note, None)
         if number is None:  # not cued (a late deadline, or live): at once
             number = self.driver.strike_at(*self._by_kind[self._kinds[note]])
-        return self.driver.answer(number)
+        at = self.driver.answer(number)
+        if at is False:
+            return False
+        self._sounded = at
+        return True
+
+    def sounded_ns(self) -> int | None:
+        """The driver's moment: just before it switched the pin, at the deadline by itself."""
+        return self._sounded
 
     def release(self, note: int) -> None:
         """Nothing: the driver ends each pulse itself, on time whatever hs is doing."""
@@ -144,7 +187,15 @@ class SolenoidPerformer(Performer):
         self.driver.silence()
 
     def close(self) -> None:
+        if self.driver.closed:
+            return
         self.driver.close()
+        if self.pin_log_path is not None and self._played:
+            from ..files import atomic_write
+
+            rows = self.pin_log()  # the name was checked before playing (hs play, --force)
+            with atomic_write(self.pin_log_path, force=True) as f:
+                f.write(("pin,time_ns,state\n" + "".join(f"{p},{t},{v}\n" for p, t, v in rows)).encode())
 
     def report(self) -> list[str]:
         late = self.driver.stats.get("late", 0)

@@ -8,22 +8,25 @@ stream's clock at the strike and starts :attr:`SpeakersPerformer.delay_s`
 later in output time: how far ahead of the sound card the callback runs (as
 measured in the first callback; PortAudio's own ``latency`` says a period
 short under JACK) plus two blocks, a constant, so the spacing of the notes is
-kept to the sample.
+kept to the sample. A strike the conductor cued is placed by its deadline, not by
+the moment of the call, so a call held up by another performer at the same moment
+does not move the sound.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 
 import numpy as np
 
 from ..errors import HandshakeScoreError
 from ..orchestra import Orchestra
-from ..render import RATE, host_gains, kind_sounds
-from .performer import Part, Performer, keep
+from .performer import LivePerformer, Part, keep
 
 BLOCK_FRAMES = 256  # 5.8 ms at 44.1 kHz
+RATE = 44_100       # render.RATE, which this module imports only when it plays
 
 
 def open_sounddevice():
@@ -41,12 +44,30 @@ def open_sounddevice():
     return sounddevice
 
 
-class SpeakersPerformer(Performer):
+class SpeakersPerformer(LivePerformer):
     """Plays each note's sound on the default output device (or ``device``)."""
 
     name = "speakers"
+    needs = "a sound card: PortAudio (Debian's libportaudio2) with an output device"
+    # a voice handed to the callback's queue; but reading the stream's clock lets PortAudio's thread take
+    # Python's lock for its mix (~15 us), and the voice is placed by its deadline anyway: after the others
+    cost = 15.0
+
+    @classmethod
+    def build(cls, band, options, *, live):
+        return cls(band)
+
+    @classmethod
+    def check(cls):
+        try:
+            open_sounddevice()
+        except HandshakeScoreError as e:
+            return str(e).split(";")[0]
+        return None
 
     def __init__(self, orchestra: Orchestra, *, device=None, rate: int = RATE):
+        from ..render import kind_sounds
+
         sd = open_sounddevice()
         self.rate = rate
         self.sounds = kind_sounds(orchestra, rate)
@@ -65,6 +86,9 @@ class SpeakersPerformer(Performer):
         self._measured.wait(1.0)
         lead = self._lead_s if self._lead_s and self._lead_s > 0 else self.stream.latency
         self.delay_s = max(lead, self.stream.latency) + 2 * BLOCK_FRAMES / rate
+        self._lead_min_s = max(lead, self.stream.latency) + BLOCK_FRAMES / rate  # a voice placed later is late
+        self._placed: dict[int, int] = {}  # cued notes: their deadlines, perf_counter_ns
+        self._sounded: int | None = None
 
     def prepare(self, score, times_ns: np.ndarray) -> Part:
         self._kinds, self._gains = [], []
@@ -74,6 +98,8 @@ class SpeakersPerformer(Performer):
         return Part.on_time(times_ns, release_after_ns=ring_ns)
 
     def add(self, score, note: int, end: int | None = None) -> None:
+        from ..render import host_gains
+
         notes = score.notes[note: note + 1 if end is None else end]
         keep(self._kinds, note, notes["kind"].tolist())
         if score.hosts:  # the gains of the hosts these notes name, not of every host (a live score grows)
@@ -82,8 +108,22 @@ class SpeakersPerformer(Performer):
         else:  # a MIDI file's notes: no hosts, in the middle
             keep(self._gains, note, [np.full(2, np.sqrt(0.5), np.float32)] * len(notes))
 
-    def strike(self, note: int) -> None:
-        self._voices.append((self.stream.time + self.delay_s, self.sounds[self._kinds[note]], self._gains[note]))
+    def cue(self, note: int, at_ns: int) -> None:
+        self._placed[note] = at_ns
+
+    def strike(self, note: int) -> bool:
+        now, at = self.stream.time, self._placed.pop(note, None)
+        # placed by its deadline: the call's lateness taken out (both clocks read now, so they agree)
+        late = (time.perf_counter_ns() - at) / 1e9 if at is not None else None
+        if late is None or late > self.delay_s - self._lead_min_s:  # live (not cued), or too late for its place
+            late, at = 0.0, None
+        self._voices.append((now + self.delay_s - late, self.sounds[self._kinds[note]], self._gains[note]))
+        self._sounded = at
+        return True
+
+    def sounded_ns(self) -> int | None:
+        """The deadline, where the voice was placed by it; None where it was placed by the call."""
+        return self._sounded
 
     def _fill(self, out: np.ndarray, frames: int, when, status) -> None:
         """PortAudio's callback: mix what sounds in this buffer."""
