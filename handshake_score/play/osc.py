@@ -189,6 +189,8 @@ class OscPerformer(LivePerformer):
         if isinstance(targets, str):
             targets = [targets]
         self.latency_ms = latency_ms
+        if latency_ms != 0:  # timetagged ahead, a send a few microseconds late moves nothing: after the others
+            self.cost = 50.0
         self.targets: list[Target] = []
         try:
             for text in targets:
@@ -295,6 +297,8 @@ class OscPerformer(LivePerformer):
 
     def live(self) -> None:
         self._live = True
+        if self._ahead_ns is None:
+            self.cost = type(self).cost
         self._started = True
         self._send_all(self._bundle(self._start, None if self._ahead_ns is None else time.time_ns() + self._ahead_ns))
 

@@ -11,6 +11,11 @@ short under JACK) plus two blocks, a constant, so the spacing of the notes is
 kept to the sample. A strike the conductor cued is placed by its deadline, not by
 the moment of the call, so a call held up by another performer at the same moment
 does not move the sound.
+
+What a loaded machine can break is said, not hidden: a voice that reaches the callback
+after its place has passed (the callback ran behind) begins at once and is counted late,
+and every underrun PortAudio reports is counted; :meth:`SpeakersPerformer.report` says both.
+The stream runs at the device's own rate (a JACK server at 48 kHz takes nothing else).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from ..orchestra import Orchestra
 from .performer import LivePerformer, Part, keep
 
 BLOCK_FRAMES = 256  # 5.8 ms at 44.1 kHz
-RATE = 44_100       # render.RATE, which this module imports only when it plays
+LATE_FRAMES = 44    # a voice begun this far past its place (1 ms at 44.1 kHz) is counted late
 
 
 def open_sounddevice():
@@ -65,10 +70,15 @@ class SpeakersPerformer(LivePerformer):
             return str(e).split(";")[0]
         return None
 
-    def __init__(self, orchestra: Orchestra, *, device=None, rate: int = RATE):
+    def __init__(self, orchestra: Orchestra, *, device=None, rate: int | None = None):
         from ..render import kind_sounds
 
         sd = open_sounddevice()
+        if rate is None:  # the device's own rate: a JACK server, for one, takes no other
+            try:
+                rate = round(sd.query_devices(device, "output")["default_samplerate"])
+            except Exception as e:  # noqa: BLE001 - sounddevice.PortAudioError, ValueError: a bad device
+                raise HandshakeScoreError(f"cannot open the sound output: {e}") from None
         self.rate = rate
         self.sounds = kind_sounds(orchestra, rate)
         self._voices: deque = deque()  # (start in stream seconds, sound, gains) handed to the callback
@@ -78,6 +88,7 @@ class SpeakersPerformer(LivePerformer):
             self.stream = sd.OutputStream(samplerate=rate, channels=2, dtype="float32", blocksize=BLOCK_FRAMES,
                                           latency="low", device=device, callback=self._fill)
             self.underruns = 0
+            self.late = 0  # voices begun past their place
             self._lead_s = None
             self._measured = threading.Event()
             self.stream.start()
@@ -138,6 +149,8 @@ class SpeakersPerformer(LivePerformer):
                 start, snd, gains = self._voices.popleft()
                 # where in this buffer the voice begins (negative: it is late, so begin now)
                 offset = round((start - when.outputBufferDacTime) * self.rate)
+                if offset < -LATE_FRAMES:
+                    self.late += 1
                 self._playing.append([-offset if offset > 0 else 0, snd, gains])
             kept = []
             for voice in self._playing:
@@ -154,6 +167,13 @@ class SpeakersPerformer(LivePerformer):
                 if voice[0] < len(snd):
                     kept.append(voice)
             self._playing = kept
+
+    def report(self) -> list[str]:
+        said = [f"{self.late:,} note{'s' if self.late != 1 else ''} sounded late (the sound card's callback ran "
+                "behind)"] if self.late else []
+        said += [f"{self.underruns:,} underrun{'s' if self.underruns != 1 else ''} (the sound card ran out of "
+                 "sound; notes around them may be late)"] if self.underruns else []
+        return [f"  {'speakers':<10} {line}" for line in said]
 
     def silence(self) -> None:
         with self._lock:
