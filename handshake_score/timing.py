@@ -37,6 +37,9 @@ def checked_max_gap(max_gap) -> float | None:
     return None if max_gap is None else _above_zero(max_gap, "max-gap must be a number of seconds above 0")
 
 
+LONGEST_NS = float(2**62)  # output times are int64 ns: a stretched score must end well before 2**63
+
+
 def output_times_ns(score_times_ns, stretch: float, max_gap: float | None = None) -> np.ndarray:
     """When each note sounds (int64 ns since the output's start), from its score time.
 
@@ -53,8 +56,21 @@ def output_times_ns(score_times_ns, stretch: float, max_gap: float | None = None
         raise HandshakeScoreError("score times must be a one-dimensional array")
     if len(t) and t.min() < 0:
         raise HandshakeScoreError("the score has notes before its start (time < 0): they cannot be placed")
+    if not len(t):
+        return t.copy()
+    if float(t.max()) * stretch >= LONGEST_NS:  # years of captures, stretched past int64's ns
+        if max_gap is None:
+            raise HandshakeScoreError(
+                f"stretched {stretch:g} times this score lasts {duration_text(float(t.max()) * stretch)}, "
+                "longer than can be timed; --max-gap S shortens every silence to S seconds")
+        # each silence stretched on its own (exact in score time, rounded once each), then shortened
+        order = np.argsort(t, kind="stable")
+        gaps = np.minimum(np.rint(np.diff(t[order], prepend=0) * stretch), round(max_gap * 1e9)).astype(np.int64)
+        result = np.empty_like(t)
+        result[order] = np.cumsum(gaps)
+        return result
     out = np.rint(t * stretch).astype(np.int64)
-    if max_gap is None or not len(t):
+    if max_gap is None:
         return out
     order = np.argsort(out, kind="stable")
     gaps = np.diff(out[order], prepend=0)

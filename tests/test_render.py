@@ -183,6 +183,15 @@ def test_max_gap_shortens_a_long_silence(tmp_path):
     assert np.abs(found - [0.5, 2.5, 2.8]).max() <= TOLERANCE_S
 
 
+def test_years_of_score_stretched_far_are_timed_with_max_gap_and_refused_without():
+    year = 365 * 86400 * 10**9
+    t = np.array([0, 12 * year, 12 * year + 10**6, 3 * year], np.int64)  # captures years apart
+    # 1000x: 12,000 years of output, past int64 ns; shortened to 2 s silences it plays in seconds
+    assert output_times_ns(t, 1000, 2).tolist() == [0, 4_000_000_000, 5_000_000_000, 2_000_000_000]
+    with pytest.raises(HandshakeScoreError, match=r"lasts 4,380,000 days 0 h, longer than can be timed; --max-gap S"):
+        output_times_ns(t, 1000)
+
+
 def test_output_times_ns_exact_values():
     t = np.array([0, 10, 1000, 1_000_000_000], np.int64)
     assert output_times_ns(t, 2).tolist() == [0, 20, 2000, 2_000_000_000]
