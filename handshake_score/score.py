@@ -207,6 +207,18 @@ class _Digests(threading.Thread):
         return self.digests
 
 
+def _both(first, then):
+    """``first``, and ``then`` too if given (an ``on_close`` the caller adds)."""
+    if then is None:
+        return first
+
+    def both(h: Handshake) -> None:
+        first(h)
+        then(h)
+
+    return both
+
+
 def compose(
     paths: Iterable[str | os.PathLike],
     *,
@@ -216,12 +228,13 @@ def compose(
     orchestra: Orchestra = DEFAULT,
     on_progress=None,
     parallel: bool | None = None,
+    on_close=None,
 ) -> Composed:
     """Score the handshakes of captures, merged in time order, each note tagged with its source.
 
     Time 0 is the earliest first packet of the captures (or an earlier note: records
     need not be in time order). Returns the score and the :class:`~.summary.Summary`
-    of the same run.
+    of the same run. ``on_close`` also receives each attempt as it closes.
     """
     paths = [os.fspath(p) for p in paths]
     collector = _Collector()
@@ -233,7 +246,8 @@ def compose(
     digests = _Digests(paths)
     try:
         summary = score_files(paths, strict=strict, timeout_s=timeout_s, max_attempts=max_attempts,
-                              on_notes=lambda notes: collector.notes(notes, current[0]), on_close=collector.closed,
+                              on_notes=lambda notes: collector.notes(notes, current[0]),
+                              on_close=_both(collector.closed, on_close),
                               on_file=on_file, on_progress=on_progress, parallel=parallel)
     except BaseException:
         digests.stop.set()  # nobody will want the digests
@@ -712,6 +726,7 @@ def score_to_file(
     parallel: bool | None = None,
     tmp_dir: str | os.PathLike | None = None,
     buffer_notes: int = 1 << 18,
+    on_close=None,
 ) -> Written:
     """Score captures and write the score file ``path`` in bounded memory, whatever its size.
 
@@ -722,6 +737,7 @@ def score_to_file(
     unnamed, in ``tmp_dir`` (default: the score's folder, which has room for the score),
     and gone when this returns. The filters are :func:`select`'s; a bad one fails before
     any capture is read (``--from``/``--to`` as soon as the score's start is known).
+    ``on_close`` also receives each attempt as it closes.
     """
     from .files import atomic_write, check_writable
     from .scorefile import header_text
@@ -739,7 +755,8 @@ def score_to_file(
     digests = _Digests(paths)
     try:
         summary = score_files(paths, strict=strict, timeout_s=timeout_s, max_attempts=max_attempts,
-                              on_notes=lambda notes: spool.notes(notes, current[0]), on_close=spool.closed,
+                              on_notes=lambda notes: spool.notes(notes, current[0]),
+                              on_close=_both(spool.closed, on_close),
                               on_file=on_file, on_progress=on_progress, parallel=parallel)
         sources = [Source(os.path.basename(f.path), f.size, digest, f.first_ns)
                    for f, digest in zip(summary.files, digests.result())]
@@ -867,8 +884,8 @@ def moment(text: str, start_ns: int, option: str = "time") -> int:
     text = text.strip()
     try:
         seconds = Decimal(text)
-        if seconds.is_finite():
-            return int(seconds * 1_000_000_000)
+        if seconds.is_finite():  # held within int64 with room to add a start: past either end means "all"
+            return max(-2**62, min(2**62, int(seconds * 1_000_000_000)))
     except InvalidOperation:
         pass
     started = datetime.fromtimestamp(start_ns // 1_000_000_000, timezone.utc)

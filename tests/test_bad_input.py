@@ -451,3 +451,11 @@ def test_the_progress_line_counts_down_to_the_next_note(tmp_path):
     text = shown.decode()
     assert re.search(r"next note in 89 days 23 h|next note in 90 days 0 h", text), text
     assert re.search(r"\(90 days 0 h left\)", text), text
+
+
+def test_times_far_past_either_end_of_the_score_select_all_or_nothing():
+    score = str(Path(__file__).resolve().parent.parent / "scores" / "sample-loopback.score")
+    for given, strikes in (("--from=-9999999999", 14), ("--from=99999999999999", 0), ("--until=1e30", 14)):
+        r = subprocess.run([sys.executable, "-m", "handshake_score", "play", score, "--max-gap", "0.01", given],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and f"console    {strikes} strikes" in r.stderr, (given, r.stderr)
