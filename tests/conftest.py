@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,30 @@ def busy_cores():
         for p in spinners:
             p.kill()
             p.wait()
+
+
+@contextmanager
+def jack_server(name: str, rate: int = 44100, env: dict | None = None, tools=("jackd", "jack_lsp")):
+    """A JACK server called ``name`` on the dummy driver: a sound card paced by the clock, no
+    hardware, with real-time scheduling where it is allowed (else on a busy machine the driver
+    can miss a period) and monitor ports that carry the mix of everything played. Yields the
+    environment (``env``, default os.environ) that finds it and never starts another."""
+    import subprocess
+    import time
+
+    for tool in tools:
+        if not shutil.which(tool):
+            missing(f"{tool} is not installed (scripts/setup.sh --tests installs jackd2)")
+    env = {**(os.environ if env is None else env), "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
+    server = subprocess.Popen(["jackd", "-n", name, "-p", "32", "-R", "-d", "dummy", "-r", str(rate), "-p", "256", "-m"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode != 0:
+            if server.poll() is not None or time.monotonic() > deadline:
+                missing("jackd would not start here")
+            time.sleep(0.05)
+        yield env
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import mido
 import numpy as np
-import pytest
 
-from conftest import CORPUS, KINDS, ROOT, corpus_expectations
+from conftest import CORPUS, ROOT, corpus_expectations
 from handshake_score.scorefile import load_score
 
 TOUR = ROOT / "handshake_score" / "tour"

@@ -12,7 +12,6 @@ import glob
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, missing
+from conftest import ROOT, jack_server, missing
 
 HS = [sys.executable, "-m", "handshake_score"]
 NAMES = ["python", "hs", "dumpcap", "dumpcap-rights", "tcpdump", "tcpdump-rights", "tshark", "editcap",
@@ -384,23 +383,8 @@ def test_capture_rights_kept_to_a_group_nobody_is_not_in(own_dumpcap):
 @pytest.fixture
 def jack():
     """A JACK server on its dummy driver: a sound card paced by the clock, no hardware."""
-    for tool in ("jackd", "jack_lsp"):
-        if not shutil.which(tool):
-            missing(f"{tool} is not installed (scripts/setup.sh installs jackd2)")
-    name = f"hs-doctor-{os.getpid()}"
-    env = {**without_gpio_env(), "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
-    server = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", "44100", "-p", "256"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode != 0:
-            if server.poll() is not None or time.monotonic() > deadline:
-                missing("jackd would not start here")
-            time.sleep(0.05)
+    with jack_server(f"hs-doctor-{os.getpid()}", env=without_gpio_env()) as env:
         yield env
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(10)
 
 
 def test_a_sound_device_through_jack(jack):

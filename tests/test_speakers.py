@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, missing
+from conftest import ROOT, jack_server
 
 HS = [sys.executable, "-m", "handshake_score"]
 SAMPLE = ROOT / "scores" / "sample-loopback.score"
@@ -84,27 +83,8 @@ def jack(request):
     """A JACK server on the dummy driver (real-time pacing, no hardware) at 44.1 kHz, and at
     48 kHz (a JACK server takes no other rate than its own); its monitor ports carry the mix of
     everything played, for jack_rec. Yields the environment that finds it."""
-    for tool in ("jackd", "jack_rec", "jack_lsp"):
-        if not shutil.which(tool):
-            missing(f"{tool} is not installed (scripts/setup.sh installs jackd2)")
-    log = open(os.devnull, "w")
-    # -R: real-time scheduling (root may), else on a busy machine the dummy driver can miss a
-    # period and jack_rec's recording loses ~10 ms, which looks like our timing
-    name = f"{JACK_SERVER}-{request.param}"
-    server = subprocess.Popen(["jackd", "-n", name, "-p", "32", "-R", "-d", "dummy", "-r", str(request.param), "-p", "256", "-m"],
-                              stdout=log, stderr=log)
-    env = {**os.environ, "JACK_DEFAULT_SERVER": name}
-    try:
-        deadline = time.monotonic() + 10
-        while subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode != 0:
-            if server.poll() is not None or time.monotonic() > deadline:
-                missing("jackd would not start here")
-            time.sleep(0.05)
+    with jack_server(f"{JACK_SERVER}-{request.param}", request.param, tools=("jackd", "jack_rec", "jack_lsp")) as env:
         yield env
-    finally:
-        server.terminate()
-        server.wait(10)
-        log.close()
 
 
 def test_speakers_keep_time_through_a_paced_card(jack, tmp_path):
