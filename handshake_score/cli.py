@@ -19,6 +19,7 @@ import typer
 
 from .errors import HandshakeScoreError
 from .play.command import PlayCommand
+from .selection import Except, Only
 from .play.command import play as play_command
 
 app = typer.Typer(
@@ -274,8 +275,8 @@ def export(
     stretch: Annotated[float, typer.Option(help="Play N times slower (any N > 0).")] = 1.0,
     max_gap: Annotated[Optional[float], typer.Option("--max-gap", metavar="S", help="After stretching, shorten every silence longer than S seconds to S.", show_default=False)] = None,
     orchestra: Annotated[Optional[Path], typer.Option("--orchestra", help="An orchestra TOML file (default: the score's own).", show_default=False)] = None,
-    only: Annotated[Optional[str], typer.Option("--only", metavar="periodic", help="Only the notes of the callers that keep a schedule (hs rhythm lists them): the heartbeat alone.", show_default=False)] = None,
-    without: Annotated[Optional[str], typer.Option("--except", metavar="periodic", help="Every note but theirs: the network without its heartbeat.", show_default=False)] = None,
+    only: Only = None,
+    without: Except = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing MIDI file.")] = False,
 ):
     """Export a score as a type 1 MIDI file for musicians: a track per note kind, on the percussion channel,
@@ -305,8 +306,8 @@ def render(
     max_gap: Annotated[Optional[float], typer.Option("--max-gap", metavar="S", help="After stretching, shorten every silence longer than S seconds to S.", show_default=False)] = None,
     orchestra: Annotated[Optional[Path], typer.Option("--orchestra", help="An orchestra TOML file (default: the score's own).", show_default=False)] = None,
     mono: Annotated[bool, typer.Option("--mono", help="One channel (default: stereo, each client host at a place of its own).")] = False,
-    only: Annotated[Optional[str], typer.Option("--only", metavar="periodic", help="Only the notes of the callers that keep a schedule (hs rhythm lists them): the heartbeat alone.", show_default=False)] = None,
-    without: Annotated[Optional[str], typer.Option("--except", metavar="periodic", help="Every note but theirs: the network without its heartbeat.", show_default=False)] = None,
+    only: Only = None,
+    without: Except = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing WAV file.")] = False,
 ):
     """Hear a score without hardware: synthesised percussion (woodblock, tin drum, click, noise) as a WAV file."""
@@ -471,13 +472,9 @@ def _progress_bar(description: str, enabled: bool = True, in_bytes: bool = False
 
 def _selected(score, only, without):
     """``--only periodic`` / ``--except periodic``: the notes asked for, with a warning when none is left."""
-    from .rhythm import selected
+    from .rhythm import selected_saying
 
-    kept = selected(score, only, without)
-    if len(score) and not len(kept):
-        print(f"hs: warning: no note is {'periodic' if only else 'left once the periodic callers are out'}",
-              file=sys.stderr)
-    return kept
+    return selected_saying(score, only, without, say=lambda line: print(f"hs: warning: {line}", file=sys.stderr))
 
 
 def _stderr_console():

@@ -9,6 +9,10 @@ Two views (``docs/plot.md`` says more):
   with a cross.
 - **density** (long scores): notes per kind over time (about :data:`BINS` bins),
   handshakes per outcome over time, and histograms of the two delays.
+- **rhythm** (asked for by name): a raster of the callers that keep a schedule
+  (:mod:`.rhythm`), one row each, most regular at the top, each call a tick on a
+  shared time axis, its period written beside it, the rest of the traffic faint
+  behind (attempts per time bin, as a grey band).
 
 Why these choices:
 
@@ -44,7 +48,8 @@ from .files import atomic_write, check_writable
 from .score import NO_DELAY, Score, bracketed
 from .tracker import Kind, Outcome
 
-VIEWS = ("auto", "sequence", "density")
+VIEWS = ("auto", "sequence", "density", "rhythm")
+MAX_RHYTHM_ROWS = 40            # the rhythm view's rows: the most regular callers
 AUTO_SEQUENCE_ATTEMPTS = 40     # "auto": the sequence view up to this many attempts (if they fit in its rows)
 MAX_SEQUENCE_ROWS = 160         # the sequence view draws at most this many rows (a row a note, 0.9 a pause)
 BINS = 200                      # the density view's time bins
@@ -151,7 +156,8 @@ def plot_png(score: Score, path: str | os.PathLike, *, view: str = "auto", force
              title: str | None = None, warn: Callable[[str], None] | None = _stderr_warning) -> str:
     """Draw ``score`` as a PNG at ``path``; returns the view drawn, "sequence" or "density".
 
-    ``view`` "auto" picks the sequence diagram for a score of at most
+    ``view`` "rhythm" draws the callers that keep a schedule; "auto" picks the sequence
+    diagram for a score of at most
     :data:`AUTO_SEQUENCE_ATTEMPTS` attempts in at most :data:`MAX_SEQUENCE_ROWS` rows,
     else the density view. "sequence" on a score longer than that draws its first
     :data:`MAX_SEQUENCE_ROWS` rows, says so in the picture and calls ``warn`` with one
@@ -183,6 +189,8 @@ def plot_png(score: Score, path: str | os.PathLike, *, view: str = "auto", force
         fig = Figure(figsize=(8, 4.5), dpi=DPI)
         fig.text(0.5, 0.6, title, ha="center", va="center", fontsize=14)
         fig.text(0.5, 0.4, "no handshakes", ha="center", va="center", fontsize=22, color="#555555")
+    elif chosen == "rhythm":
+        fig = _rhythm(Figure, score, title)
     elif chosen == "sequence":
         fig = _sequence(Figure, score, title, warn)
     else:
@@ -445,4 +453,57 @@ def _density(Figure, score: Score, title: str):
     fig.suptitle(f"{title}\n{total:,} handshake{'s' * (total != 1)}, {len(notes):,} notes over "
                  f"{format_duration(span)}\n{summary}",
                  fontsize=13)
+    return fig
+
+
+# --- the rhythm view ------------------------------------------------------------------------------------
+
+RHYTHM_COLOURS = ["#1f5fb4", "#d62728", "#1a9e3a", "#7b3fa0", "#ff8c00", "#0f9fb0", "#8b1a1a", "#b8860b"]
+
+
+def _rhythm(Figure, score: Score, title: str):
+    from .rhythm import calls_of, find_rhythm, period_text
+
+    found = find_rhythm(score)
+    callers = found.callers[:MAX_RHYTHM_ROWS]
+    calls = calls_of(score)
+    first = score.first_notes()
+    caller_of = found.caller_of[first] if len(first) else np.zeros(0, np.int32)
+    times = calls.time_ns.astype(np.float64)
+    span = max(float(times.max()) if len(times) else 1.0, 1.0)
+    unit, per = _time_unit(span)
+    rows = max(len(callers), 1)
+    fig = Figure(figsize=(12, 1.9 + 0.42 * rows), dpi=DPI)
+    bottom = 0.7 / fig.get_figheight()
+    top = 1 - 0.85 / fig.get_figheight()
+    ax = fig.add_axes((0.25, bottom, 0.5, top - bottom))
+    ax.set_xlim(-0.01 * span / per, 1.01 * span / per)
+    ax.set_ylim(rows - 0.5, -0.5)
+    # the rest of the traffic, faint behind: attempts per time bin, as a grey band over every row
+    rest = times[caller_of < 0]
+    if len(rest):
+        edges = np.linspace(0, span * (1 + 1e-9), BINS + 1)
+        counts = np.bincount(np.minimum((rest / edges[-1] * BINS).astype(np.int64), BINS - 1), minlength=BINS)
+        shade = counts / counts.max()
+        ax.imshow(shade[None, :], aspect="auto", cmap="Greys", vmin=0, vmax=4, alpha=0.9,
+                  extent=(0, edges[-1] / per, rows - 0.5, -0.5), interpolation="nearest", zorder=0)
+    for i, c in enumerate(callers):
+        mine = times[caller_of == i] / per
+        colour = RHYTHM_COLOURS[i % len(RHYTHM_COLOURS)]
+        ax.vlines(mine, i - 0.34, i + 0.34, colors=colour, lw=1.6, zorder=2)
+        ax.text(-0.01, i, f"{c.client} -> {c.target}", transform=ax.get_yaxis_transform(), ha="right", va="center",
+                fontsize=9, family="monospace")
+        ax.text(1.01, i, f"every {period_text(c.period_s)}  ({c.calls:,} calls, score {c.score:.2f})",
+                transform=ax.get_yaxis_transform(), ha="left", va="center", fontsize=9, color=colour)
+    if not callers:
+        ax.text(0.5, 0, "no caller on a schedule", transform=ax.get_yaxis_transform(), ha="center", va="center",
+                fontsize=16, color="#555555")
+    ax.set_yticks([])
+    ax.set_xlabel(f"time since start ({unit}); grey behind: the other {len(rest):,} attempts")
+    ax.grid(True, axis="x", alpha=0.3)
+    more = len(found.callers) - len(callers)
+    n = len(found.callers)
+    fig.suptitle(f"{title}\n{n:,} caller{'s' * (n != 1)} on a schedule among {found.attempts:,} attempts"
+                 + (f" (the {len(callers)} most regular drawn)" if more else ""),
+                 fontsize=13, y=1 - 0.12 / fig.get_figheight(), va="top")
     return fig

@@ -18,6 +18,7 @@ import typer
 from typer.core import TyperCommand, TyperOption
 
 from ..errors import HandshakeScoreError
+from ..selection import Except, Only
 
 GIVEN = "handshake_score.performer_options"  # ctx.meta: {performer name: {key: value}}
 
@@ -82,6 +83,8 @@ def play(
     start: Annotated[Optional[str], typer.Option("--from", help="Start here: seconds after the score's start, a time of day (14:03:05, local; 14:03:05Z, UTC) or a date and time.", show_default=False)] = None,
     until: Annotated[Optional[str], typer.Option("--until", help="End here (same forms as --from); --to TIME says the same.", show_default=False)] = None,
     loop: Annotated[bool, typer.Option("--loop", help="Play again and again until stopped (Ctrl-C, SIGTERM).")] = False,
+    only: Only = None,
+    without: Except = None,
     orchestra: Annotated[Optional[Path], typer.Option("--orchestra", help="An orchestra TOML file (default: the score's own).", show_default=False)] = None,
     timing_log: Annotated[Optional[Path], typer.Option("--timing-log", metavar="FILE", help="Write a CSV of every strike: kind, scheduled_ns, actual_ns (time.perf_counter_ns), status.", show_default=False)] = None,
     live: Annotated[bool, typer.Option("--live", help="Strike the handshakes as they happen on the network (tcpdump, libpcap immediate mode; needs capture rights).")] = False,
@@ -107,7 +110,8 @@ def play(
         if score_file is not None:
             raise HandshakeScoreError("--live plays the network, not a score file: give one or the other")
         for said, option in ((stretch != "1", "--stretch"), (max_gap is not None, "--max-gap"), (loop, "--loop"),
-                             (start is not None or until is not None, "--from/--until"), (timing_log is not None, "--timing-log")):
+                             (start is not None or until is not None, "--from/--until"), (timing_log is not None, "--timing-log"),
+                             (only is not None or without is not None, "--only/--except")):
             if said:
                 raise HandshakeScoreError(f"{option} is for a score; --live plays as it happens")
         return play_live(to or [], given, orchestra, interface, bpf, record, duration, force=force)
@@ -126,6 +130,9 @@ def play(
     auto = stretch.strip().lower() == "auto"
     factor = None if auto else checked_stretch(_number(stretch, "--stretch"))
     checked_max_gap(max_gap)
+    from ..rhythm import check_selection
+
+    check_selection(only, without)  # a bad --only/--except fails before any work
     options = options_for(who, given)
     for out in (timing_log, *written_files(options)):
         if out is not None:
@@ -133,6 +140,10 @@ def play(
     band = load_orchestra(orchestra) if orchestra else None
     loaded = load_playable(score_file, band)
     band = band or loaded.orchestra
+    if only is not None or without is not None:  # the callers' schedules judged on the whole score
+        from ..rhythm import selected_saying
+
+        loaded = selected_saying(loaded, only, without, say=lambda line: print(f"hs: warning: {line}", file=sys.stderr))
     if start is not None or end is not None:
         from ..score import select
 
@@ -191,7 +202,7 @@ def play_live(to, given, orchestra, interface, bpf, record, duration, *, force: 
         print(f"hs: live on {interface or 'the default interface'} ({bpf or 'everything'}); Ctrl-C stops",
               file=sys.stderr, flush=True)
         until = None if duration is None else time.monotonic() + duration
-        result = perform_live(capture.batches, players, band,
+        result = perform_live(capture.batches, players, band, on_note=heartbeats(),
                               running=lambda: capture.running and (until is None or time.monotonic() < until))
     except (KeyboardInterrupt, SystemExit) as e:
         stopped = 130 if isinstance(e, KeyboardInterrupt) else e.code
@@ -217,6 +228,31 @@ def play_live(to, given, orchestra, interface, bpf, record, duration, *, force: 
 
 
 # --------------------------------------------------------------------------- the performers, from the registry
+
+def heartbeats(say=None):
+    """``on_note`` for :func:`~.live.perform_live`: each attempt's first SYN to a
+    :class:`~..rhythm.RhythmWatch`, and a line (through ``say``, default standard output,
+    beside the console's) the moment a caller has called on a schedule long enough: for one
+    server port, or across the ports of one server when none of them alone keeps it."""
+    from ..rhythm import RhythmWatch, live_line
+    from ..score import KIND_CODE
+
+    watch, heard, first_syn = RhythmWatch(), set(), KIND_CODE["syn"]
+    say = say or (lambda line: print(line, flush=True))
+
+    def on_note(score, i):
+        row = score.notes[i]
+        if row["kind"] != first_syn:
+            return
+        client, server, at = score.hosts[row["client"]], score.hosts[row["server"]], score.start_ns + int(row["time_ns"])
+        for port in (int(row["server_port"]), None):
+            found = watch.call(client, server, port, at)
+            if found is not None and (port is not None or (client, server) not in heard):
+                heard.add((client, server))
+                say(f"rhythm: {live_line(found)}")
+
+    return on_note
+
 
 def performers_and_end(values: list[str], until: str | None) -> tuple[list[str], str | None]:
     """--to's values: lists of performer names (each begins with a letter), or one end time."""
