@@ -8,7 +8,7 @@
 #                              gpiozero picks on a Raspberry Pi (all of them, the Pi 5 included)
 #   scripts/setup.sh --tests   and the test tools: FluidSynth with a small GM soundfont, sox, JACK
 #                              (a sound card paced by the clock), liblo's oscdump, Pure Data,
-#                              pytest and the reference readers (pyshark, dpkt, symusic, pandas)
+#                              Chromium, pytest and the reference readers (pyshark, dpkt, symusic, pandas)
 #
 # Safe to run again: it installs only what is missing. Needs sudo (or root) only for apt-get.
 set -euo pipefail
@@ -43,6 +43,7 @@ if [ $tests = 1 ]; then
   command -v jackd >/dev/null || missing+=(jackd2)
   command -v oscdump >/dev/null || missing+=(liblo-tools)  # an independent OSC receiver (liblo)
   command -v pd >/dev/null || missing+=(puredata-core)     # runs docs/osc/handshake.pd as a receiver
+  command -v chromium >/dev/null || missing+=(chromium)    # the stage's tests: a real browser (Playwright drives it)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
