@@ -133,7 +133,7 @@ def sequence_rows(score: Score) -> float:
 
 
 def choose_view(score: Score, view: str = "auto") -> str:
-    """The view ``view`` stands for with this score: "sequence" or "density".
+    """The view ``view`` stands for with this score: "sequence", "density" or "rhythm".
 
     "auto" is the sequence view when the score has at most :data:`AUTO_SEQUENCE_ATTEMPTS`
     attempts and they fit in :data:`MAX_SEQUENCE_ROWS` rows (a score of one SYN sent
@@ -154,7 +154,7 @@ def _stderr_warning(line: str) -> None:
 
 def plot_png(score: Score, path: str | os.PathLike, *, view: str = "auto", force: bool = False,
              title: str | None = None, warn: Callable[[str], None] | None = _stderr_warning) -> str:
-    """Draw ``score`` as a PNG at ``path``; returns the view drawn, "sequence" or "density".
+    """Draw ``score`` as a PNG at ``path``; returns the view drawn, "sequence", "density" or "rhythm".
 
     ``view`` "rhythm" draws the callers that keep a schedule; "auto" picks the sequence
     diagram for a score of at most

@@ -1,4 +1,4 @@
-"""The network's rhythm (handshake_score/rhythm.py, hs rhythm, and where it shows elsewhere).
+"""The network's rhythm (handshake_score/rhythm/, hs rhythm, and where it shows elsewhere).
 
 Known schedules are built as scores (the analysis is what is tested) and as crafted captures
 (for the commands, end to end); a loopback capture the test records itself holds a client
