@@ -1,12 +1,28 @@
-"""Time ``hs score`` end to end against tcpdump, tshark, dpkt and pyshark on one synthetic capture.
+"""Time ``hs score`` end to end beside tshark and tcpdump on captures of several shapes.
 
-    python benchmarks/bench_score.py [--packets 1000000] [--runs 5] [--out benchmarks/RESULTS.md]
+    python benchmarks/bench_score.py [--packets 1000000] [--runs 5] [--tshark-runs 2] [--out benchmarks/RESULTS.md]
 
-Every measurement is a fresh process started by measure.py, which reports wall time and the
-peak RSS of the tool's largest process; one more, untimed run per tool samples the PSS of its
-whole process tree. Tools take turns run by run, so the noise of a shared machine falls on all
-of them alike; the table gives the median of the runs. Outputs are checked against the
-generator's ground truth.
+Shapes (``--shapes``, all by default), each about ``--packets`` packets, made once in
+benchmarks/data/ (git-ignored) by make_capture.py:
+
+- ``mixed``: the synthetic capture of make_capture.py as it always was (pcap, 128-byte frames);
+- ``upload-full``, ``upload-cut``: the same connections, their data from the client, whole
+  frames and cut to 128 bytes (pcap): every client packet acknowledges the server's ISN + 1;
+- ``download-full``, ``download-cut``: the data from the server (pcapng);
+- ``loopback``: real traffic recorded by dumpcap on lo (pcapng, 128 bytes) while
+  make_capture.py uploads and downloads a few MB, makes hundreds of short connections a second
+  and connects to a closed port and to a listener that never answers.
+
+hs runs from a copy of the package made when the run starts (so the whole run measures one
+version, whatever is edited meanwhile). Rows per shape: ``hs score --json --no-write``, ``hs score --json`` writing the score file,
+tcpdump with a BPF filter for SYN/RST (reading and filtering in C: the floor) and tshark with
+a display filter for SYN/RST. Every measurement is a fresh process started by measure.py (wall
+time, the peak RSS of the largest process); one more, untimed run of each hs row samples the
+PSS of its whole process tree (it forks a reader). Commands take turns run by run, so the noise
+of a shared machine falls on all alike; the table gives medians and the ratios of medians of the
+same run. Outputs are checked against the generator's ground truth (for the recorded capture:
+the attempts made, by outcome; tshark's and tcpdump's SYN/RST counts against each other). The
+last section times the stages of hs inside one process, shape by shape: where the time goes.
 """
 
 from __future__ import annotations
@@ -19,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from machine import machine  # benchmarks/machine.py
@@ -28,10 +45,17 @@ DATA = HERE / "data"
 FILTER = "tcp.flags.syn==1 or tcp.flags.reset==1"
 # tcp[] indexes TCP over IPv4 only; the second half does IPv6 (no extension headers here).
 BPF = "tcp[tcpflags] & (tcp-syn|tcp-rst) != 0 or (ip6[6] == 6 and ip6[53] & 0x06 != 0)"
-TARGET_PPS, TARGET_RSS_MB = 2_000_000, 200
-HS, HS_WRITING = "hs score --json --no-write", "hs score --json, writing the score file"
-WINDOW_S = 137  # hs score --timeout (135 s) + the wait for a SYN-ACK seen before its SYN (2 s)
+TSHARK_X, TCPDUMP_X, TARGET_RSS_MB, WRITING_X = 50, 3, 200, 1.5
+HS, HS_WRITING, TCPDUMP, TSHARK = "hs score --no-write", "hs score, writing the score", "tcpdump BPF", "tshark -Y"
 KINDS = ("packets", "notes", "handshakes")
+SHAPES = {  # name: make_capture.py arguments and file name
+    "mixed": (["--shape", "mixed"], "synthetic-{n}.pcap"),
+    "upload-full": (["--shape", "upload", "--snaplen", "0"], "upload-full-{n}.pcap"),
+    "upload-cut": (["--shape", "upload"], "upload-cut-{n}.pcap"),
+    "download-full": (["--shape", "download", "--snaplen", "0", "--format", "pcapng"], "download-full-{n}.pcapng"),
+    "download-cut": (["--shape", "download", "--format", "pcapng"], "download-cut-{n}.pcapng"),
+    "loopback": (["--shape", "loopback"], "loopback-{n}.pcapng"),
+}
 
 
 def measure(argv, sample=False, timeout=900) -> tuple[dict, str]:
@@ -48,14 +72,16 @@ def measure(argv, sample=False, timeout=900) -> tuple[dict, str]:
         return m, out.read_text(errors="replace")
 
 
-def capture(packets: int) -> tuple[Path, dict]:
-    """The synthetic capture of ``packets`` packets and its ground truth, generated if missing."""
-    path = DATA / f"synthetic-{packets}.pcap"
+def capture(packets: int, shape: str = "mixed") -> tuple[Path, dict]:
+    """The capture of ``shape`` (see SHAPES) of about ``packets`` packets and its ground truth,
+    made if missing."""
+    args, name = SHAPES[shape]
+    path = DATA / name.format(n=packets)
     expected = Path(f"{path}.expected.json")
     if not (path.exists() and expected.exists()):
         DATA.mkdir(exist_ok=True)
-        print(f"generating {path.name} ...", flush=True)
-        subprocess.run([sys.executable, HERE / "make_capture.py", path, "--packets", str(packets)],
+        print(f"making {path.name} ...", flush=True)
+        subprocess.run([sys.executable, HERE / "make_capture.py", path, "--packets", str(packets), *args],
                        check=True, stdout=subprocess.DEVNULL)
     with open(path, "rb") as f:  # into the page cache, so no tool pays for the first read
         while f.read(1 << 24):
@@ -63,13 +89,12 @@ def capture(packets: int) -> tuple[Path, dict]:
     return path, json.loads(expected.read_text())
 
 
-def hs_command() -> list[str] | None:
-    """The ``hs`` console script of this Python's environment (not a pyenv shim, whose bash
-    wrapper costs 50-100 ms), else ``python -m handshake_score``; None if neither can run."""
-    script = Path(sys.executable).parent / "hs"
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "handshake_score"]
-    ok = subprocess.run([*cmd, "--help"], capture_output=True, cwd=HERE.parent).returncode == 0
-    return cmd if ok else None
+def snapshot(folder: Path) -> list[str]:
+    """A copy of the package as it is now in ``folder``, and the command that runs its ``hs``:
+    the whole run measures one version, whatever is edited meanwhile."""
+    shutil.copytree(HERE.parent / "handshake_score", folder / "handshake_score",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return ["env", f"PYTHONPATH={folder}", sys.executable, "-P", "-c", "from handshake_score.cli import main; main()"]
 
 
 def check_hs(out: str, truth: dict) -> str:
@@ -77,17 +102,6 @@ def check_hs(out: str, truth: dict) -> str:
     got = json.loads(out)
     diffs = [f"{k}: {got.get(k)} != {truth[k]}" for k in KINDS if got.get(k) != truth[k]]
     return "matches ground truth" if not diffs else "MISMATCH " + "; ".join(diffs)
-
-
-def check_count(name: str, got: int, want: int) -> str:
-    return f"{got} {name} = truth" if got == want else f"MISMATCH {name}: {got} != {want}"
-
-
-def check_dpkt(out: str, truth: dict) -> str:
-    got = json.loads(out)
-    keys = ("packets", "syn_packets", "syn_ack_packets", "rst_packets")
-    bad = [f"{k}: {got[k]} != {truth[k]}" for k in keys if got[k] != truth[k]]
-    return "SYN/SYN-ACK/RST counts = truth" if not bad else "MISMATCH " + "; ".join(bad)
 
 
 def count_pcap_records(path: Path) -> int:
@@ -99,197 +113,194 @@ def count_pcap_records(path: Path) -> int:
     return n
 
 
-def tools(path: Path, truth: dict, prefix: Path, prefix_truth: int, hs: list[str] | None) -> list[dict]:
-    """What to run: name, argv, packets in the file it reads, and a check of its output."""
-    py = sys.executable
+def check_handshakes(out: str, truth: dict) -> str:
+    """The recorded capture: the attempts hs found, by outcome, against those made."""
+    got = json.loads(out)["handshakes"]
+    return "attempts made = found" if got == truth["handshakes"] else f"MISMATCH handshakes: {got} != {truth['handshakes']}"
+
+
+def syn_rst_count(path: Path) -> int:
+    """SYN/RST packets tcpdump's filter keeps (one untimed run written to a file)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, "out.pcap")
+        subprocess.run(["tcpdump", "-r", path, "-w", out, BPF], check=True, stderr=subprocess.DEVNULL)
+        return count_pcap_records(out)
+
+
+def rows_for(shape: str, path: Path, truth: dict, hs: list[str] | None) -> list[dict]:
+    """What to run on one capture: name, argv, runs, and a check of its output."""
+    synthetic = "notes" in truth
+    check = (lambda out: check_hs(out, truth)) if synthetic else (lambda out: check_handshakes(out, truth))
+    syn_rst = truth.get("syn_or_rst_packets")
     rows = [
-        dict(name="tcpdump (BPF filter, C)", argv=["tcpdump", "-r", path, "-w", "/dev/null", BPF],
-             packets=truth["packets"], check=lambda out: "filter only (output checked separately)"),
-        dict(name="tshark -T fields -Y", packets=truth["packets"],
-             argv=["tshark", "-r", path, "-T", "fields", "-e", "frame.time_epoch", "-e", "tcp.flags", "-Y", FILTER],
-             check=lambda out: check_count("SYN/RST lines", len(out.splitlines()), truth["syn_or_rst_packets"])),
-        dict(name="dpkt", argv=[py, HERE / "peer_dpkt.py", path], packets=truth["packets"],
-             check=lambda out: check_dpkt(out, truth)),
-        dict(name=f"pyshark FileCapture (first {prefix_truth['packets']:,} packets)",
-             argv=[py, HERE / "peer_pyshark.py", prefix], packets=prefix_truth["packets"],
-             check=lambda out: check_count("SYN/RST packets", json.loads(out)["syn_or_rst_packets"],
-                                           prefix_truth["syn_or_rst_packets"])),
+        dict(name=TCPDUMP, argv=["tcpdump", "-r", path, "-w", "/dev/null", BPF], check=lambda out: "(checked apart)"),
+        dict(name=TSHARK, argv=["tshark", "-r", path, "-T", "fields", "-e", "frame.time_epoch", "-e", "tcp.flags",
+                                "-Y", FILTER], check=lambda out: len(out.splitlines())),
     ]
     if hs:
-        rows[0:0] = [
-            dict(name=HS, argv=[*hs, "score", path, "--json", "--no-write"],
-                 packets=truth["packets"], check=lambda out: check_hs(out, truth)),
-            # the default command also writes the score file (every note as a CSV line, and the
-            # capture's SHA-256 in its header): more work than any peer does, shown for the record
-            dict(name=HS_WRITING, argv=[*hs, "score", path, "--json", "--force", "-o", DATA / "bench.score"],
-                 packets=truth["packets"], check=lambda out: check_hs(out, truth)),
-        ]
+        rows[0:0] = [dict(name=HS, argv=[*hs, "score", path, "--json", "--no-write"], check=check),
+                     dict(name=HS_WRITING, argv=[*hs, "score", path, "--json", "--force", "-o", DATA / "bench.score"],
+                          check=check)]
+    for r in rows:
+        r["shape"] = shape
     return [r for r in rows if shutil.which(str(r["argv"][0]))]
 
 
-def make_prefix(path: Path, packets: int) -> tuple[Path, dict]:
-    """The first ``packets`` packets of ``path`` (editcap), with tshark's SYN/RST count as truth."""
-    prefix = path.with_name(f"{path.stem}-first{packets}.pcap")
-    if not prefix.exists():
-        subprocess.run(["editcap", "-r", path, prefix, f"1-{packets}"], check=True)
-    lines = subprocess.run(["tshark", "-r", prefix, "-Y", FILTER, "-T", "fields", "-e", "frame.number"],
-                           capture_output=True, text=True, check=True).stdout
-    return prefix, {"packets": packets, "syn_or_rst_packets": len(lines.splitlines())}
-
-
-def run_all(rows: list[dict], runs: int) -> None:
-    """Fill each row with seconds/RSS of every run, tools taking turns, then one untimed run
-    each sampling the memory of the tool's whole process tree."""
+def run_all(rows: list[dict], runs: int, tshark_runs: int) -> None:
+    """Fill each row with the seconds and RSS of every run, commands taking turns; then one
+    untimed run of each hs row sampling the memory of its whole process tree."""
     for r in rows:
-        r["seconds"], r["rss"] = [], []
+        r["seconds"], r["rss"], r["inner"] = [], [], []
     for i in range(runs):
         for r in rows:
-            m, out = measure(r["argv"])
+            if r["name"] == TSHARK and i >= tshark_runs:
+                continue
+            m, out = measure(r["argv"], timeout=1800)
             r["seconds"].append(m["seconds"])
             r["rss"].append(m["max_rss_mb"])
             if i == 0:
                 r["result"] = r["check"](out)
-            if r["name"].startswith("hs "):  # its own reading + scoring time, without process start
-                r.setdefault("inner", []).append(json.loads(out)["seconds"])
-            print(f"  run {i + 1}/{runs} {r['name']}: {m['seconds']:.2f} s, {m['max_rss_mb']:.0f} MB", flush=True)
+            if r["name"] in (HS, HS_WRITING):
+                r["inner"].append(json.loads(out)["seconds"])
+            print(f"  run {i + 1}/{runs} {r['shape']} {r['name']}: {m['seconds']:.3f} s, {m['max_rss_mb']:.0f} MB",
+                  flush=True)
     for r in rows:
-        r["tree"] = measure(r["argv"], sample=True)[0]["tree_pss_mb"]
-        print(f"  memory run {r['name']}: {r['tree']:.0f} MB PSS, all processes", flush=True)
+        r["tree"] = measure(r["argv"], sample=True, timeout=1800)[0]["tree_pss_mb"] if r["name"] in (HS, HS_WRITING) else 0
+        r["median_s"] = statistics.median(r["seconds"])
+        r["rss_mb"] = statistics.median(r["rss"])
+        r["peak_mb"] = max(max(r["rss"]), r["tree"])
 
 
-def tcpdump_check(row: dict, path: Path, truth: dict) -> None:
-    """One untimed tcpdump run written to a file, to check its filter found every SYN/RST."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp, "out.pcap")
-        subprocess.run(["tcpdump", "-r", path, "-w", out, BPF], check=True, stderr=subprocess.DEVNULL)
-        row["result"] = check_count("SYN/RST packets kept", count_pcap_records(out), truth["syn_or_rst_packets"])
+def stages(path: Path) -> dict:
+    """Where hs's time goes, in this process (no worker): reading and decoding the records,
+    the prefilter, decoding the rows it keeps, and the tracker (the best of three)."""
+    from handshake_score.sources import CaptureReader
+    from handshake_score.tracker import HandshakeTracker
+
+    best = None
+    for _ in range(3):
+        t = dict(read=0.0, prefilter=0.0, select=0.0, tracker=0.0)
+        tracker, fed, segments = HandshakeTracker(), 0, 0
+        clock = time.perf_counter()
+        for batch in CaptureReader(path).batches():
+            a = time.perf_counter()
+            wanted = tracker.prefilter.wanted(batch)
+            b = time.perf_counter()
+            rows = batch.select(wanted)
+            c = time.perf_counter()
+            tracker.feed(rows)
+            d = time.perf_counter()
+            t["read"] += a - clock
+            t["prefilter"] += b - a
+            t["select"] += c - b
+            t["tracker"] += d - c
+            fed, segments = fed + len(rows), segments + len(batch)
+            clock = time.perf_counter()
+        a = time.perf_counter()
+        tracker.close()
+        t["tracker"] += time.perf_counter() - a
+        t.update(fed=fed, segments=segments)
+        if best is None or sum(t[k] for k in ("read", "prefilter", "select", "tracker")) < \
+                sum(best[k] for k in ("read", "prefilter", "select", "tracker")):
+            best = t
+    return best
 
 
-def rss_sweep(hs: list[str], sizes: list[int], runs: int) -> list[dict]:
-    """hs score's time and peak RSS on captures of growing size (sizes taking turns)."""
-    rows = []
-    for n in sizes:
-        path, truth = capture(n)
-        rows.append(dict(name=f"hs score, {n:,} packets", argv=[*hs, "score", path, "--json", "--no-write"], packets=n,
-                 check=lambda out, t=truth: check_hs(out, t), size_mb=path.stat().st_size / 2**20,
-                 duration=truth.get("duration_s", float("nan"))))
-    run_all(rows, runs)
-    return rows
-
-
-def summarise(r: dict) -> None:
-    r["median_s"] = statistics.median(r["seconds"])
-    r["pps"] = r["packets"] / r["median_s"]
-    r["rss_mb"] = statistics.median(r["rss"])
-    r["peak_mb"] = max(max(r["rss"]), r["tree"])  # the worse of both views of its memory
-
-
-def ratio(hs_pps: float | None, r: dict) -> str:
-    if hs_pps is None:
-        return "-"
-    x = hs_pps / r["pps"]
-    if r["name"] == HS_WRITING:
-        return f"{r['pps'] / hs_pps:.2f}x of hs score --no-write"
-    return "1x (itself)" if r["name"] == HS else f"hs is {x:,.1f}x" if x >= 1 else f"hs is {x:.2f}x ({1 / x:.1f}x slower)"
-
-
-def code_state() -> str:
+def code_state(package: Path | None = None) -> str:
     """The git commit of the package and whether its files differ from it, plus a digest of
-    them, to tell whether the code changed while the bench ran."""
+    them (of ``package``'s copy if given), to tell whether the code changed while the bench ran."""
     root = HERE.parent
     git = lambda *a: subprocess.run(["git", "-C", root, *a], capture_output=True, text=True).stdout.strip()
-    files = sorted((root / "handshake_score").rglob("*.py"))
+    files = sorted(((package or root) / "handshake_score").rglob("*.py"))
     digest = hashlib.sha1(b"".join(f.read_bytes() for f in files)).hexdigest()[:10]
     dirty = " + uncommitted changes" if git("status", "--porcelain", "--", "handshake_score") else ""
     return f"commit {git('rev-parse', '--short', 'HEAD') or '?'}{dirty} (sources digest {digest})"
 
 
-def table(rows: list[dict], hs_pps: float | None) -> list[str]:
-    out = ["| tool | packets | runs | median s | packets/s | peak RSS MB, largest process | "
-           "peak PSS MB, all processes | hs speed vs it | output |",
-           "|---|---:|---:|---:|---:|---:|---:|---|---|"]
-    for r in rows:
-        out.append(f"| {r['name']} | {r['packets']:,} | {len(r['seconds'])} | {r['median_s']:.3f} | "
-                   f"{r['pps']:,.0f} | {r['rss_mb']:.0f} | {r['tree']:.0f} | {ratio(hs_pps, r)} | {r['result']} |")
-    return out
-
-
-def sweep_table(rows: list[dict]) -> list[str]:
-    out = ["| capture | capture time s | file MB | runs | median s | packets/s | peak RSS MB, largest process | "
-           "peak PSS MB, all processes | output |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
-        out.append(f"| {r['packets']:,} packets | {r['duration']:.0f} | {r['size_mb']:.0f} | {len(r['seconds'])} | "
-                   f"{r['median_s']:.3f} | {r['pps']:,.0f} | {r['rss_mb']:.0f} | {r['tree']:.0f} | {r['result']} |")
-    return out
-
-
-def verdicts(hs_row: dict | None, rows: list[dict], sweep: list[dict], startup: dict | None) -> list[str]:
-    if hs_row is None:
-        return ["- hs score could not run: no verdict."]
+def verdict_rows(shapes: dict) -> list[str]:
     met = lambda ok: "**met**" if ok else "**not met**"
-    inner = statistics.median(hs_row["inner"])
-    lines = [f"- Target >= {TARGET_PPS:,} packets/s end to end: {met(hs_row['pps'] >= TARGET_PPS)} "
-             f"(median {hs_row['pps']:,.0f} packets/s, {hs_row['median_s']:.3f} s). Of that time, hs's own "
-             f"reading and scoring (the `seconds` of its JSON) took {inner:.3f} s ({hs_row['packets'] / inner:,.0f} "
-             f"packets/s)" + (f"; the same command on a {startup['packets']:,}-packet capture, nearly all process "
-                              f"start, imports and CLI, takes {startup['median_s']:.3f} s" if startup else "") + ".",
-             f"- Target peak RSS <= {TARGET_RSS_MB} MB: {met(hs_row['peak_mb'] <= TARGET_RSS_MB)} "
-             f"({hs_row['peak_mb']:.0f} MB: the larger of the largest process's highest RSS in "
-             f"{len(hs_row['rss'])} runs, {max(hs_row['rss']):.0f} MB, and all its processes' peak PSS, "
-             f"{hs_row['tree']:.0f} MB)"]
-    writing = next((r for r in rows if r["name"] == HS_WRITING), None)
-    if writing:
-        lines.append(f"- For the record, not a target: `hs score` as it runs by default, also writing the score file "
-                     f"({writing['median_s']:.3f} s, {writing['pps']:,.0f} packets/s, peak {writing['peak_mb']:.0f} MB)")
-    # The tracker holds the attempts of the last WINDOW_S of capture by design, so memory rises
-    # until a capture outlasts that window; from there on it must not grow with the file.
-    beyond = [r for r in sweep if r["duration"] > WINDOW_S]
-    if len(beyond) >= 2:
-        lo, hi = beyond[0], beyond[-1]
-        flat = hi["peak_mb"] <= 1.1 * lo["peak_mb"] + 5
-        lines.append(f"- RSS flat as the file grows, once the capture outlasts the tracker's {WINDOW_S} s window "
-                     f"({hi['packets'] / lo['packets']:.0f}x the packets, {lo['duration']:.0f} s -> "
-                     f"{hi['duration']:.0f} s of capture; largest peak <= 1.1x smallest + 5 MB): {met(flat)} "
-                     f"({lo['peak_mb']:.0f} MB -> {hi['peak_mb']:.0f} MB)")
-    elif len(sweep) >= 2:
-        lines.append(f"- RSS flat as the file grows: no verdict (fewer than two captures longer than {WINDOW_S} s)")
-    if len(sweep) >= 2:
-        first, last = sweep[0], sweep[-1]
-        lines.append(f"- Across the whole sweep, {last['packets'] // first['packets']}x the packets: "
-                     f"{first['peak_mb']:.0f} MB -> {last['peak_mb']:.0f} MB (captures shorter than the window "
-                     "hold fewer attempts in flight)")
-    return lines
+    out = ["| capture | hs --no-write s | vs tshark (>= 50x) | vs tcpdump's filter (<= 3x its time) | "
+           "peak RSS MB (<= 200) | writing / --no-write (<= 1.5x) |", "|---|---:|---|---|---|---|"]
+    for shape, rows in shapes.items():
+        by = {r["name"]: r for r in rows}
+        hs, writing, tcpdump, tshark = by.get(HS), by.get(HS_WRITING), by.get(TCPDUMP), by.get(TSHARK)
+        if not hs:
+            continue
+        x_tshark = tshark["median_s"] / hs["median_s"] if tshark else None
+        x_tcpdump = hs["median_s"] / tcpdump["median_s"] if tcpdump else None
+        peak = max(hs["peak_mb"], writing["peak_mb"] if writing else 0)
+        x_write = writing["median_s"] / hs["median_s"] if writing else None
+        cell = lambda x, ok, fmt: "-" if x is None else f"{met(ok)} ({fmt.format(x)})"
+        out.append(f"| {shape} | {hs['median_s']:.3f} | {cell(x_tshark, x_tshark and x_tshark >= TSHARK_X, '{:.0f}x')} | "
+                   f"{cell(x_tcpdump, x_tcpdump and x_tcpdump <= TCPDUMP_X, '{:.1f}x')} | "
+                   f"{met(peak <= TARGET_RSS_MB)} ({peak:.0f}) | {cell(x_write, x_write and x_write <= WRITING_X, '{:.2f}x')} |")
+    return out
 
 
-def report(args, path, truth, rows, sweep, hs_row, startup, code: tuple[str, str]) -> str:
-    hs_pps = hs_row["pps"] if hs_row else None
-    same_code = code[0].rsplit("digest", 1)[-1] == code[1].rsplit("digest", 1)[-1]  # a commit of other files is no change
+def table(rows: list[dict]) -> list[str]:
+    by = {r["name"]: r for r in rows}
+    hs = by.get(HS)
+    out = ["| command | runs | median s | packets/s | peak RSS MB, largest process | peak PSS MB, all processes | "
+           "beside hs --no-write | output |", "|---|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        if hs is None or r is hs:
+            beside = "itself" if r is hs else "-"
+        elif r["name"] == HS_WRITING:
+            beside = f"{r['median_s'] / hs['median_s']:.2f}x its time"
+        else:
+            x = r["median_s"] / hs["median_s"]
+            beside = f"hs is {x:,.1f}x faster" if x >= 1 else f"hs takes {1 / x:.1f}x its time"
+        tree = f"{r['tree']:.0f}" if r["tree"] else "-"
+        out.append(f"| {r['name']} | {len(r['seconds'])} | {r['median_s']:.3f} | {r['packets'] / r['median_s']:,.0f} | "
+                   f"{r['rss_mb']:.0f} | {tree} | {beside} | {r['result']} |")
+    return out
+
+
+def describe(shape: str, path: Path, truth: dict, packets: int) -> str:
+    size = f"{path.stat().st_size / 2**20:,.0f} MB"
+    if shape == "loopback":
+        made = truth["handshakes"]
+        return (f"`{path.name}`: {packets:,} packets, pcapng, {size}, recorded by dumpcap on lo (snap length "
+                f"{truth['snaplen']}): {made['complete']:,} connections made (uploads and downloads of "
+                f"{truth['transfer_mb']:g} MB and short ones), {made['refused']:,} refused, "
+                f"{made['unanswered']:,} unanswered.")
+    snap = "whole frames" if not truth["snaplen"] else f"snap length {truth['snaplen']}"
+    return (f"`{path.name}`: {packets:,} packets, {truth['format']}, {snap}, {size}, {truth.get('shape', 'mixed')} "
+            f"connections, {truth['connections']:,} of them, {truth['syn_or_rst_packets'] / packets:.1%} SYN/RST packets.")
+
+
+def report(args, captures, shapes, profile, startup, code) -> str:
+    same_code = code[0].rsplit("digest", 1)[-1] == code[1].rsplit("digest", 1)[-1]
     changed = [] if same_code else [f"- **hs's code changed during the run**: {code[1]} at the end. "
-                                             "Run again for figures of one version.", ""]
-    n = truth["notes"]
+                                    "Run again for figures of one version.", ""]
     lines = [
         "# hs score benchmark", "",
-        f"`python benchmarks/bench_score.py --packets {args.packets} --runs {args.runs}` "
-        "(see benchmarks/README.md). Medians of the runs; each tool a fresh process per run, tools taking "
-        "turns. Peak RSS: the tool's largest process (median of the runs); peak PSS: all its processes "
-        "together, sampled every 10 ms in one more, untimed run.", "",
-        "## Machine", "", *machine(["numpy", "dpkt", "pyshark", "handshake-score"], [["tshark", "--version"], ["tcpdump", "--version"]]), f"- handshake_score: {code[0]}", "", *changed,
-        "## Capture", "",
-        f"`{path.name}`: {truth['packets']:,} packets, pcap, snap length {truth['snaplen']}, "
-        f"{path.stat().st_size / 2**20:.0f} MB, seed {truth['seed']}; {truth['connections']:,} connections, "
-        f"{truth['ipv6_packets'] / truth['packets']:.0%} IPv6 packets, "
-        f"{truth['syn_or_rst_packets'] / truth['packets']:.1%} SYN/RST packets. Expected notes: "
-        + ", ".join(f"{k} {v:,}" for k, v in n.items()) + "; handshakes: "
-        + ", ".join(f"{k} {v:,}" for k, v in truth["handshakes"].items()) + ".", "",
-        "## Speed and memory", "", *table(rows, hs_pps), "",
-        "pyshark is measured on a prefix of the same capture (it runs at a few thousand packets/s); "
-        "its ratio compares hs on the full file with pyshark on the prefix. "
-        "tcpdump only filters (C, BPF) and writes to /dev/null; it is the ceiling, not a peer.", "",
+        f"`python benchmarks/bench_score.py --packets {args.packets} --runs {args.runs} --tshark-runs {args.tshark_runs}` "
+        "(see benchmarks/README.md). Each command a fresh process per run, commands taking turns; medians of the "
+        "runs, and ratios of medians of this run. Peak RSS: the largest process (median of the runs); peak PSS: "
+        "all of hs's processes together (it reads in a forked worker), sampled every 10 ms in one more, untimed run.", "",
+        "## Machine", "",
+        *machine(["numpy", "handshake-score"], [["tshark", "--version"], ["tcpdump", "--version"]]),
+        f"- handshake_score: {code[0]}", "", *changed,
+        "## Targets, shape by shape", "", *verdict_rows(shapes), "",
+        f"tshark is at most {args.tshark_runs} runs a shape (it takes half a minute a run); the rest {args.runs}. "
+        + (f"Process start, imports and the CLI alone (hs score on a 1,000-packet capture): "
+           f"{startup['median_s']:.3f} s." if startup else ""), "",
+        "## Captures", "", *[f"- **{shape}**: {describe(shape, *captures[shape])}" for shape in shapes], "",
+        "## Every run", "",
     ]
-    if sweep:
-        lines += ["## RSS as the file grows (hs score)", "", *sweep_table(sweep), ""]
-    lines += ["## Targets", "", *verdicts(hs_row, rows, sweep, startup), ""]
+    for shape, rows in shapes.items():
+        lines += [f"### {shape}", "", *table(rows), ""]
+    lines += ["## Where hs's time goes now", "",
+              "The stages inside one process, without the reading worker (best of three): reading the records and "
+              "decoding their TCP headers, the prefilter, decoding the rows it keeps, the tracker (in `hs score` the "
+              "first three run in the worker while the tracker runs in the main process).", "",
+              "| capture | segments | fed to the tracker | read + decode s | prefilter s | select s | tracker s |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for shape, t in profile.items():
+        lines.append(f"| {shape} | {t['segments']:,} | {t['fed']:,} ({t['fed'] / max(t['segments'], 1):.1%}) | "
+                     f"{t['read']:.3f} | {t['prefilter']:.3f} | {t['select']:.3f} | {t['tracker']:.3f} |")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -297,40 +308,69 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--tshark-runs", type=int, default=2, help="runs of tshark per shape (it is slow)")
+    ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated, of: " + ", ".join(SHAPES))
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
-    ap.add_argument("--prefix", type=int, default=20_000, help="packets pyshark reads")
-    ap.add_argument("--rss-sizes", default="250000,1000000,3000000,6000000",
-                    help="capture sizes for the RSS sweep of hs score (comma-separated; empty: none)")
     args = ap.parse_args(argv)
-    path, truth = capture(args.packets)
-    prefix, prefix_truth = make_prefix(path, min(args.prefix, args.packets))
-    code_before = code_state()
-    hs = hs_command()
-    if hs is None:
-        print("hs score cannot run yet (neither `hs` nor `python -m handshake_score`): peers only", file=sys.stderr)
-    rows = tools(path, truth, prefix, prefix_truth, hs)
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    names = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    captures, shapes, profile = {}, {}, {}
+    copy = Path(tempfile.mkdtemp(prefix="bench-score-"))
+    try:
+        hs = snapshot(copy)
+        sys.path.insert(0, str(copy))  # the stages are timed on the same copy
+        return run(args, names, captures, shapes, profile, hs, copy)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+def run(args, names, captures, shapes, profile, hs, copy: Path) -> int:
+    for shape in names:
+        path, truth = capture(args.packets, shape)
+        packets = truth.get("packets") or _packets(path)
+        captures[shape] = (path, truth, packets)
+        shapes[shape] = rows_for(shape, path, truth, hs)
+        for r in shapes[shape]:
+            r["packets"] = packets
+    code_before = code_state(copy)
     startup = None
-    if hs:  # what process start, imports and the CLI cost, on a capture too small to matter
+    all_rows = [r for rows in shapes.values() for r in rows]
+    if hs:
         small, small_truth = capture(1_000)
-        startup = dict(name="hs score, 1,000 packets", argv=[*hs, "score", small, "--json", "--no-write"], packets=1_000,
-                       check=lambda out: check_hs(out, small_truth))
-    print(f"timing {len(rows)} tools on {path.name}, {args.runs} runs each", flush=True)
-    run_all(rows + ([startup] if startup else []), args.runs)
-    for r in rows + ([startup] if startup else []):
-        summarise(r)
-        if r["name"].startswith("tcpdump"):
-            tcpdump_check(r, path, truth)
-    hs_row = rows[0] if hs else None
-    sizes = [int(s) for s in args.rss_sizes.split(",") if s.strip()]
-    sweep = rss_sweep(hs, sizes, min(args.runs, 3)) if hs and sizes else []
-    for r in sweep:
-        summarise(r)
-    text = report(args, path, truth, rows, sweep, hs_row, startup, (code_before, code_state()))
+        startup = dict(name="startup", shape="1,000 packets", argv=[*hs, "score", small, "--json", "--no-write"],
+                       packets=1_000, check=lambda out: check_hs(out, small_truth))
+    print(f"timing {len(all_rows)} commands, {args.runs} runs each (tshark {args.tshark_runs})", flush=True)
+    run_all(all_rows + ([startup] if startup else []), args.runs, args.tshark_runs)
+    for shape, rows in shapes.items():
+        path, truth, packets = captures[shape]
+        kept = syn_rst_count(path) if shutil.which("tcpdump") else None
+        want = truth.get("syn_or_rst_packets", kept)
+        for r in rows:
+            if r["name"] == TCPDUMP:
+                r["result"] = f"{kept:,} SYN/RST kept" + ("" if "syn_or_rst_packets" not in truth else
+                                                          " = truth" if kept == want else f" MISMATCH != {want:,}")
+            elif r["name"] == TSHARK:
+                n = r["result"]
+                r["result"] = f"{n:,} SYN/RST lines" + (" = " + ("truth" if "syn_or_rst_packets" in truth else "tcpdump's")
+                                                         if n == want else f" MISMATCH != {want:,}")
+        if hs:
+            profile[shape] = stages(path)
+    text = report(args, captures, shapes, profile, startup, (code_before, code_state(copy)))
     print("\n" + text)
     args.out.write_text(text)
     print(f"wrote {args.out}")
-    mismatched = any("MISMATCH" in r["result"] for r in rows + sweep + [startup or {"result": ""}])
-    return 1 if mismatched else 0
+    return 1 if any("MISMATCH" in str(r["result"]) for r in all_rows) else 0
+
+
+def _packets(path: Path) -> int:
+    """Records in a capture, counted by hs's reader."""
+    from handshake_score.sources import CaptureReader
+
+    reader = CaptureReader(path)
+    for _ in reader.batches():
+        pass
+    return reader.packets
 
 
 if __name__ == "__main__":

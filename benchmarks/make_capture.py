@@ -1,6 +1,7 @@
 """Write a synthetic, seeded Ethernet capture of TCP connections, and its ground truth.
 
     python benchmarks/make_capture.py OUT [--packets N] [--format pcap|pcapng] [--snaplen 128]
+                                          [--shape mixed|upload|download|flood]
 
 About 45,000 connections per 1,000,000 packets, ~20% of them over IPv6, interleaved in
 time at a fixed packet rate (so a bigger file is longer, not busier). Each connection is one
@@ -10,6 +11,17 @@ scanner does, or SYN-ACK retried into silence) or mid-stream (open before the ca
 data and FIN only). Retries keep their ISN. The figures expected from ``hs score`` are written
 to ``OUT.expected.json`` and printed. Everything is built as numpy columns, then serialised
 in chunks, so 1M packets take a few seconds.
+
+``--shape upload`` and ``--shape download`` keep the connections but send their data one
+way: the client's full-sized segments, each acknowledging the server's ISN + 1 like a
+handshake's last ACK (backups, uploads, a camera streaming), or the server's, answered by
+the client's pure ACKs. ``--snaplen 0`` keeps whole frames (an upload of 1M packets is
+about 0.9 GB then), ``--format pcapng`` writes Enhanced Packet Blocks.
+
+``--shape loopback`` records real traffic instead: dumpcap on ``lo`` while this script
+uploads and downloads a few MB at a time, makes hundreds of short connections a second
+and connects to a closed port and to a listener that never answers (see
+:func:`record_loopback`; it needs capture rights, and tests/loopback.py).
 
 ``--shape flood`` writes a SYN flood instead: every packet a SYN that is never answered
 (a new attempt each: its own client port and ISN), from ``--clients`` addresses in
@@ -21,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -122,8 +135,9 @@ def fixed_packets(c) -> np.ndarray:
     return syns + answers + third + close
 
 
-def build(rng: np.random.Generator, n_packets: int):
-    """All packets, time-sorted, plus the connection table."""
+def build(rng: np.random.Generator, n_packets: int, shape: str = "mixed"):
+    """All packets, time-sorted, plus the connection table; ``shape`` sets the data phase
+    (see :func:`data_phase`)."""
     c = connections(rng, n_packets)
     k, n = c["kind"], len(c["kind"])
     spare = n_packets - int(fixed_packets(c).sum())
@@ -154,7 +168,7 @@ def build(rng: np.random.Generator, n_packets: int):
     sel = ids[k == SCANNED]
     p.add(sel, now[sel], 1, RST, isn_c[sel] + 1, 0, step=20)
 
-    sent_c, sent_s, now = data_phase(rng, p, c, now)
+    sent_c, sent_s, now = data_phase(rng, p, c, now, shape)
     # Close: FIN/ACK both ways and the last ACK, or an abortive RST/ACK from the client.
     fin = ids[talks & ~c["rst_close"]]
     sc, ss = isn_c[fin] + 1 + sent_c[fin], isn_s[fin] + 1 + sent_s[fin]
@@ -168,17 +182,31 @@ def build(rng: np.random.Generator, n_packets: int):
     return p.sorted(), c
 
 
-def data_phase(rng, p: Packets, c, now):
-    """Data segments and pure ACKs in both directions, with consistent seq/ack numbers."""
+def data_phase(rng, p: Packets, c, now, shape: str = "mixed"):
+    """Data segments and pure ACKs in both directions, with consistent seq/ack numbers.
+
+    ``mixed``: 40% of the data segments from the client, small ones, and most of the
+    server's full-sized. ``upload``: every data segment from the client, full-sized (a
+    backup, a camera streaming to a server), each of the client's packets acknowledging
+    the server's ISN + 1, as the handshake's ACK does; the server sends pure ACKs.
+    ``download``: a small request from the client, then full-sized segments from the
+    server, and the client's pure ACKs, their ACK numbers climbing."""
     counts = c["data"]
     conn = np.repeat(np.arange(len(counts)), counts)
     m = len(conn)
-    client = rng.random(m) < 0.4
+    first = rank_in_group(counts) == 0
     mss = np.where(c["v6"][conn], 1440, 1460) - np.where(c["ts"][conn], 12, 0)
-    size = np.where(client, rng.lognormal(np.log(300), 1.0, m), np.where(rng.random(m) < 0.7, mss, rng.integers(1, mss)))
+    if shape == "upload":
+        client = np.ones(m, bool)
+        size = np.where(rng.random(m) < 0.9, mss, rng.integers(1, mss))
+    elif shape == "download":
+        client = first.copy()
+        size = np.where(first, rng.lognormal(np.log(300), 1.0, m), np.where(rng.random(m) < 0.9, mss, rng.integers(1, mss)))
+    else:
+        client = rng.random(m) < 0.4
+        size = np.where(client, rng.lognormal(np.log(300), 1.0, m), np.where(rng.random(m) < 0.7, mss, rng.integers(1, mss)))
     payload = np.clip(size.astype(np.int64), 1, mss)
     # A pure ACK answers the data segment just before it (never two in a row: no duplicate ACKs).
-    first = rank_in_group(counts) == 0
     cand = rng.random(m) < 0.45
     pure = cand & ~np.roll(cand, 1) & ~first
     client[pure] = ~client[np.flatnonzero(pure) - 1]
@@ -373,17 +401,19 @@ def truth(pk, c, n_packets: int) -> dict:
     }
 
 
-def make(out: Path, n_packets: int, fmt: str = "pcap", snaplen: int = 128, seed: int = 1) -> dict:
-    """Write the capture and ``OUT.expected.json``; return the ground truth."""
+def make(out: Path, n_packets: int, fmt: str = "pcap", snaplen: int = 128, seed: int = 1, shape: str = "mixed") -> dict:
+    """Write the capture and ``OUT.expected.json``; return the ground truth. ``shape``:
+    ``mixed``, ``upload`` or ``download`` (see :func:`data_phase`)."""
     rng = np.random.default_rng(seed)
-    pk, c = build(rng, n_packets)
+    pk, c = build(rng, n_packets, shape)
     assert len(pk["t"]) == n_packets
     chunk = 65_536 if snaplen and snaplen <= 256 else 8_192
     with open(out, "wb") as f:
         f.write(file_header(fmt, snaplen))
         for lo in range(0, n_packets, chunk):
             serialise(pk, c, f, lo, min(lo + chunk, n_packets), fmt, snaplen)
-    expected = {"file": out.name, "format": fmt, "snaplen": snaplen, "seed": seed, **truth(pk, c, n_packets)}
+    expected = {"file": out.name, "format": fmt, "snaplen": snaplen, "seed": seed, "shape": shape,
+                **truth(pk, c, n_packets)}
     Path(f"{out}.expected.json").write_text(json.dumps(expected, indent=2) + "\n")
     return expected
 
@@ -462,6 +492,118 @@ def make_flood(out: Path, n_packets: int, fmt: str = "pcap", seed: int = 1, clie
     return expected
 
 
+LOOPBACK_MSS = 1400  # the clients' MSS: loopback's own (65,483) would carry a few MB in a few dozen packets
+
+
+def _loopback_tools():
+    """tests/loopback.py's recorder, servers and clients (one place for both tests and benchmarks)."""
+    tests = str(Path(__file__).resolve().parent.parent / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    import loopback  # noqa: E402 - tests/loopback.py
+
+    return loopback
+
+
+def record_loopback(out: Path, n_packets: int, snaplen: int = 128, transfer_mb: float = 3.0,
+                    threads: int = 3) -> dict:
+    """Record real traffic on loopback with dumpcap into the pcapng ``out`` until it holds
+    about ``n_packets`` packets: uploads and downloads of ``transfer_mb`` MB (``threads`` of
+    each at once, the clients' MSS clamped to 1,400 bytes so a transfer is thousands of
+    packets, as on a real link), short request-reply connections one after another
+    (hundreds a second), connects refused by a closed port, and connects to a listener
+    whose queue is full, unanswered (the SYN and one retry). Headers only (``snaplen``).
+    Writes ``OUT.expected.json`` with the attempts made by outcome; returns it."""
+    import socket
+    import socketserver
+    import threading
+    import time
+
+    lb = _loopback_tools()
+    size = int(transfer_mb * 2**20)
+    block = b"u" * 65536
+
+    class Sink(socketserver.BaseRequestHandler):
+        def handle(self):  # an upload: read to the end, then one short reply
+            while self.request.recv(1 << 16):
+                pass
+
+    class Source(socketserver.BaseRequestHandler):
+        def handle(self):  # a download: a one-line request, then size bytes
+            self.request.recv(64)
+            left = size
+            while left > 0:
+                left -= self.request.send(block[: min(left, len(block))])
+
+    def server(handler):
+        cls = type("S", (socketserver.ThreadingTCPServer,), {"request_queue_size": 1024, "daemon_threads": True,
+                                                            "allow_reuse_address": True})
+        srv = cls((lb.V4, 0), handler)
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return srv
+
+    made = {"complete": 0, "refused": 0, "unanswered": 0, "incomplete": 0}
+    lock, stop = threading.Lock(), threading.Event()
+
+    def count(outcome, n=1):
+        with lock:
+            made[outcome] += n
+
+    def transfer(port, upload):
+        while not stop.is_set():
+            with socket.socket() as s:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, LOOPBACK_MSS)
+                s.connect((lb.V4, port))
+                count("complete")
+                if upload:
+                    left = size
+                    while left > 0:
+                        left -= s.send(block[: min(left, len(block))])
+                    s.shutdown(socket.SHUT_WR)
+                    s.recv(16)
+                else:
+                    s.sendall(b"GET\n")
+                    while s.recv(1 << 16):
+                        pass
+
+    def shorts(port):
+        while not stop.is_set():
+            count("complete", len(lb.complete(lb.V4, port, 20)))
+
+    def failures(closed, full):
+        while not stop.is_set():
+            count("refused", len(lb.refused(lb.V4, closed, 10)))
+            count("unanswered", len(lb.unanswered(lb.V4, full, 4, wait=1.2)))
+
+    bytes_per_packet = 24 + 28 + 4 + min(snaplen, 96)  # an EPB of a TCP/IPv4 header, near enough
+    sink, source = server(Sink), server(Source)
+    try:
+        with lb.Server(lb.V4) as echo, lb.ClosedPort(lb.V4) as closed, lb.FullListener(lb.V4) as full:
+            ports = [sink.server_address[1], source.server_address[1], echo.port, closed.port, full.port]
+            with lb.record(shutil.which("dumpcap") or "dumpcap", out, ports, snaplen):
+                workers = [threading.Thread(target=transfer, args=(p, up)) for p, up in
+                           [(ports[0], True), (ports[1], False)] * threads]
+                workers += [threading.Thread(target=shorts, args=(echo.port,)) for _ in range(2)]
+                workers.append(threading.Thread(target=failures, args=(closed.port, full.port)))
+                for w in workers:
+                    w.start()
+                try:
+                    while out.stat().st_size < n_packets * bytes_per_packet:
+                        time.sleep(0.05)
+                finally:
+                    stop.set()
+                    for w in workers:
+                        w.join()
+    finally:
+        for srv in (sink, source):
+            srv.shutdown()
+            srv.server_close()
+    expected = {"file": out.name, "format": "pcapng", "snaplen": snaplen, "shape": "loopback",
+                "handshakes": made, "transfer_mb": transfer_mb}
+    Path(f"{out}.expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+    return expected
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
@@ -469,17 +611,22 @@ def main(argv=None) -> None:
     ap.add_argument("--format", choices=["pcap", "pcapng"], default="pcap")
     ap.add_argument("--snaplen", type=int, default=128, help="bytes kept per frame; 0 keeps whole frames")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--shape", choices=["mixed", "flood"], default="mixed",
-                    help="mixed: the connections above; flood: unanswered SYNs only (headers only)")
+    ap.add_argument("--shape", choices=["mixed", "upload", "download", "flood", "loopback"], default="mixed",
+                    help="mixed: the connections above; upload, download: the same connections, their data "
+                         "one way; flood: unanswered SYNs only (headers only); loopback: real traffic "
+                         "recorded by dumpcap on lo (needs capture rights; pcapng)")
     ap.add_argument("--clients", type=int, default=1_000_000, help="--shape flood: client addresses")
     ap.add_argument("--rate", type=int, default=100_000, help="--shape flood: SYNs per second")
     a = ap.parse_args(argv)
     if a.shape == "flood":
         print(json.dumps(make_flood(a.out, a.packets, a.format, a.seed, a.clients, a.rate), indent=2))
         return
+    if a.shape == "loopback":
+        print(json.dumps(record_loopback(a.out, a.packets, a.snaplen or 128), indent=2))
+        return
     if a.snaplen and a.snaplen < 94:
         ap.error("--snaplen must be 0 or at least 94 (the longest Ethernet+IPv6+TCP header)")
-    print(json.dumps(make(a.out, a.packets, a.format, a.snaplen, a.seed), indent=2))
+    print(json.dumps(make(a.out, a.packets, a.format, a.snaplen, a.seed, a.shape), indent=2))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 
 
@@ -55,11 +56,14 @@ def main(out: str, timeout: float, sample: bool, argv: list[str]) -> None:
             while proc.poll() is None and time.perf_counter() - start < timeout:
                 peak = max(peak, pss_kib(descendants(proc.pid)))
                 time.sleep(0.01)
+        # a blocking wait4 returns the moment the command ends (Popen.wait(timeout) polls in
+        # steps of up to 50 ms: too coarse for tcpdump's tenth of a second); a timer kills it if late
+        killer = threading.Timer(max(1.0, timeout - (time.perf_counter() - start)), proc.kill)
+        killer.start()
         try:
-            rc = proc.wait(timeout=max(1.0, timeout - (time.perf_counter() - start)))
-        except subprocess.TimeoutExpired:
-            proc.kill()
             rc = proc.wait()
+        finally:
+            killer.cancel()
         seconds = time.perf_counter() - start
     max_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps({"seconds": seconds, "max_rss_mb": max_rss, "tree_pss_mb": peak / 1024 if sample else None,

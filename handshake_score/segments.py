@@ -95,16 +95,17 @@ class TcpBatch:
 
     ``flags``, ``sport``, ``dport``, ``seq`` and ``ack`` are there for every segment
     (what the tracker's prefilter needs); :meth:`select` decodes whole
-    :data:`SEGMENT` rows for the ones asked for. ``packets`` counts every
-    record of the chunk, TCP or not. A batch reads the reader's buffer: use it
-    before asking the reader for the next one.
+    :data:`SEGMENT` rows for the ones asked for, :meth:`times` and :meth:`addresses`
+    only those fields. ``packets`` counts every record of the chunk, TCP or not. A batch
+    reads the reader's buffer: use it before asking the reader for the next one.
     """
 
-    __slots__ = ("flags", "sport", "dport", "seq", "ack", "_select", "packets")
+    __slots__ = ("flags", "sport", "dport", "seq", "ack", "_select", "_addresses", "_times", "packets")
 
-    def __init__(self, flags, sport, dport, seq, ack, select, packets: int):
+    def __init__(self, flags, sport, dport, seq, ack, select, packets: int, addresses=None, times=None):
         self.flags, self.sport, self.dport, self.seq, self.ack = flags, sport, dport, seq, ack
         self._select, self.packets = select, packets
+        self._addresses, self._times = addresses, times
 
     def __len__(self) -> int:
         return len(self.flags)
@@ -116,3 +117,19 @@ class TcpBatch:
         elif np.asarray(which).dtype == bool:
             which = np.flatnonzero(which)
         return self._select(which)
+
+    def times(self, which: np.ndarray) -> np.ndarray:
+        """The ``time_ns`` of segments ``which`` (indices)."""
+        if self._times is not None:
+            return self._times(which)
+        return self._select(np.asarray(which, np.int64))["time_ns"]
+
+    def addresses(self, which: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The source and destination addresses of segments ``which`` (indices) as
+        ``(src_high, src_low, dst_high, dst_low)``: each 16-byte ``src``/``dst`` value
+        as two big-endian ``uint64`` halves, without decoding the rest of the rows."""
+        if self._addresses is not None:
+            return self._addresses(which)
+        rows = self._select(np.asarray(which, np.int64))
+        halves = [np.ascontiguousarray(rows[f]).view(">u8").reshape(-1, 2) for f in ("src", "dst")]
+        return tuple(h[:, k].astype(np.uint64) for h in halves for k in (0, 1))

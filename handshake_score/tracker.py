@@ -33,27 +33,309 @@ import numpy as np
 from .segments import ACK, INT64_MAX, INT64_MIN, RST, SYN, TcpBatch, flow_endpoints
 
 _MOD = 0xFFFFFFFF
-_BITMAP_MASK = np.uint32((1 << 20) - 1)
+_BUCKETS = 1 << 20
+_BUCKET_MASK = np.uint64(_BUCKETS - 1)
+_ARM, _PASS = 0, 1  # prefilter events: a key armed (by a SYN-ACK, or a SYN that may adopt one), an ACK that may spend it
+_U64 = np.uint64
+_M1, _M2 = _U64(0xBF58476D1CE4E5B9), _U64(0x94D049BB133111EB)
+_K = tuple(_U64(k) for k in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
+                             0xFF51AFD7ED558CCD))
+_LOW32 = _U64(0xFFFFFFFF)
 
 
-def _bucket(ack: np.ndarray) -> np.ndarray:
-    """A bitmap slot from an acknowledgement number: the low bits of an ISN + 1, which
-    are random, so they spread evenly (a crafted flood only makes the test pass more)."""
-    return ack & _BITMAP_MASK
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijection of 64-bit numbers in which every input bit moves
+    about half the output bits."""
+    x = x ^ (x >> _U64(30))
+    x *= _M1
+    x ^= x >> _U64(27)
+    x *= _M2
+    return x ^ (x >> _U64(31))
 
 
 def _key(ack: np.ndarray, client_port: np.ndarray, server_port: np.ndarray) -> np.ndarray:
-    return (ack.astype(np.uint64) << np.uint64(32)) | (client_port.astype(np.uint64) << np.uint64(16)) | server_port
+    """What a completing ACK carries: the server's ISN + 1 and the two ports, exactly."""
+    return (ack.astype(np.uint64) << _U64(32)) | (client_port.astype(np.uint64) << _U64(16)) | server_port.astype(np.uint64)
 
 
-def _among(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
-    """``np.isin`` for keys kept sorted (isin would sort them again every batch)."""
-    if not len(values):
-        return np.zeros(0, bool)
-    if not len(sorted_keys):
+def _bucket(key: np.ndarray) -> np.ndarray:
+    """A bitmap slot from a key: the low bits of its ISN + 1, which are random, so they spread
+    evenly (a crafted flood only makes more ACKs take the exact test)."""
+    return ((key >> _U64(32)) & _U64(_BUCKETS - 1)).astype(np.intp)
+
+
+def _flow(batch: TcpBatch, rows: np.ndarray, ports: np.ndarray, client_sends: bool) -> np.ndarray:
+    """A 64-bit hash of the four-tuple of segments ``rows``: (client address, server
+    address, ``ports`` = client port << 16 | server port); the client is the sender of a
+    SYN or ACK, the receiver of a SYN-ACK."""
+    sh, sl, dh, dl = batch.addresses(rows)
+    if not client_sends:
+        sh, sl, dh, dl = dh, dl, sh, sl
+    return _mix((sh * _K[0]) ^ (sl * _K[1]) ^ (dh * _K[2]) ^ (dl * _K[3]) ^ ((ports & _LOW32) * _K[4]))
+
+
+def _slot(flow: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of (four-tuple, server ISN + 1): one attempt's completing ACK."""
+    return _mix(flow ^ ((key >> _U64(32)) * _K[0]))
+
+
+def _pairs(values: np.ndarray, sorted_values: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (i, j) with ``values[i] == sorted_values[k]`` and ``j = order[k]``: the matches of
+    ``values`` in an array whose sorted values and sorting order are given."""
+    lo = np.searchsorted(sorted_values, values, "left")
+    count = np.searchsorted(sorted_values, values, "right") - lo
+    if not count.any():
+        return lo[:0], lo[:0]
+    i = np.repeat(np.arange(len(values)), count)
+    k = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(len(i))
+    return i, order[k]
+
+
+def _add(count: np.ndarray, buckets: np.ndarray, step: int) -> None:
+    """``np.add.at(count, buckets, step)``, faster for a few hundred buckets."""
+    where, times = np.unique(buckets, return_counts=True)
+    count[where] += step * times.astype(count.dtype)
+
+
+def _among(values: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
+    """``np.isin`` for a sorted second array."""
+    if not len(sorted_values):
         return np.zeros(len(values), bool)
-    at = np.minimum(np.searchsorted(sorted_keys, values), len(sorted_keys) - 1)
-    return sorted_keys[at] == values
+    at = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return sorted_values[at] == values
+
+
+class _Slots:
+    """Prefilter entries sorted by slot hash: the slot, its key, its four-tuple hash and
+    when it was armed (nanoseconds); ``oldest`` is at most the least time."""
+
+    __slots__ = ("slot", "key", "flow", "time", "oldest", "_by_flow")
+
+    def __init__(self, slot=None, key=None, flow=None, time=None):
+        self.slot = np.zeros(0, np.uint64) if slot is None else slot
+        self.key = np.zeros(0, np.uint64) if key is None else key
+        self.flow = np.zeros(0, np.uint64) if flow is None else flow
+        self.time = np.zeros(0, np.int64) if time is None else time
+        self.oldest = int(self.time.min()) if len(self.time) else 1 << 62
+        self._by_flow = None
+
+    def __len__(self) -> int:
+        return len(self.slot)
+
+    def fields(self) -> tuple:
+        return self.slot, self.key, self.flow, self.time
+
+    def find(self, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each of ``slot``: whether it is here, and where (valid where it is)."""
+        if not len(self.slot):
+            return np.zeros(len(slot), bool), np.zeros(len(slot), np.intp)
+        at = np.minimum(np.searchsorted(self.slot, slot), len(self.slot) - 1)
+        return self.slot[at] == slot, at
+
+    def by_flow(self) -> tuple[np.ndarray, np.ndarray]:
+        """(flows sorted, their indices), made once per change."""
+        if self._by_flow is None:
+            order = np.argsort(self.flow)
+            self._by_flow = (self.flow[order], order)
+        return self._by_flow
+
+    def keep(self, mask: np.ndarray) -> None:
+        self.slot, self.key, self.flow, self.time = (a[mask] for a in self.fields())
+        self._by_flow = None
+
+    def add(self, slot, key, flow, time: int) -> None:
+        order = np.argsort(slot)
+        at = np.searchsorted(self.slot, slot[order])
+        self.slot, self.key, self.flow = (np.insert(old, at, new[order]) for old, new in
+                                          ((self.slot, slot), (self.key, key), (self.flow, flow)))
+        self.time = np.insert(self.time, at, time)
+        self.oldest = min(self.oldest, time)
+        self._by_flow = None
+
+    def drop_older(self, limit: int) -> np.ndarray:
+        """Forget the entries armed at ``limit`` or before; their keys."""
+        if self.oldest > limit:
+            return self.key[:0]
+        old = self.time <= limit
+        gone = self.key[old]
+        self.keep(~old)
+        self.oldest = int(self.time.min()) if len(self.time) else 1 << 62
+        return gone
+
+
+class Prefilter:
+    """Picks, with numpy, the segments that can change a handshake: every SYN and
+    RST, and of the plain ACKs only those that can complete an attempt.
+
+    A SYN-ACK *arms* the key of the ACK that completes its attempt: its
+    four-tuple and its sequence number + 1 (an upload's ACKs all carry that number
+    too, so the number alone would let the whole upload through). The first ACK of
+    that four-tuple carrying it passes and *spends* the key: the tracker completes the
+    attempt on exactly that ACK (its first ACK with that number after the SYN-ACK), so
+    the ACKs after it, a whole upload, never reach it. A SYN-ACK repeated later arms
+    the key again (its ``syn-ack-retry`` note is heard, and the next ACK passes). A
+    SYN-ACK seen before its SYN waits, in the tracker, for the SYN: so a SYN re-arms
+    the keys of its four-tuple spent within ``orphan_ns``. Events are ordered by
+    packet, not by batch: a batch of any size gives the tracker the same segments.
+
+    It watches only the packet stream, never the tracker, so it can run ahead of it
+    in another process; it passes a superset of what the tracker can use. An
+    attempt lives at most ``timeout`` after its first SYN, which comes at most
+    ``orphan`` after its SYN-ACK, so a key is kept ``horizon = timeout + orphan``
+    unspent. Past ``max_keys`` armed keys (a flood of SYN-ACKs) the oldest are
+    dropped and counted in ``dropped``. Four-tuples are compared by a 64-bit hash of
+    their addresses and ports: two distinct ones with the same ports and ISN would
+    also need the same hash for one to spend the other's key.
+    """
+
+    def __init__(self, horizon_ns: int, max_keys: int = 1 << 21, orphan_ns: int | None = None):
+        self.horizon_ns, self.max_keys = horizon_ns, max_keys
+        self.orphan_ns = horizon_ns if orphan_ns is None else orphan_ns
+        self.dropped = 0
+        self._armed = _Slots()  # keys an ACK may still spend
+        self._spent = _Slots()  # keys spent, kept orphan_ns for a SYN that may arm them again
+        self._spent_ports = None  # their sorted ports (client << 16 | server), made once per change
+        self._count = np.zeros(_BUCKETS, np.int32)  # armed keys by _bucket
+        self._bitmap = np.zeros(_BUCKETS, bool)     # _count > 0: a cheap first test before the exact one
+        self._now = -(1 << 62)  # the latest SYN-ACK's time
+
+    def wanted(self, batch: TcpBatch) -> np.ndarray:
+        """A boolean mask over ``batch``: the segments to feed the tracker."""
+        flags = batch.flags
+        syn = (flags & SYN) != 0
+        keep = syn | ((flags & RST) != 0)
+        synack = np.flatnonzero(syn & ((flags & ACK) != 0))
+        armed, spent = self._armed, self._spent
+        if not (len(synack) or len(armed) or len(spent)):
+            return keep  # nothing armed: no ACK can matter (a SYN flood, a capture of data only)
+        events = []  # (slot, key, flow, row, kind), in no order yet
+        if len(synack):
+            self._now = max(self._now, int(batch.times(synack[-1:])[0]))
+            key = _key(batch.seq[synack] + np.uint32(1), batch.dport[synack], batch.sport[synack])
+            flow = _flow(batch, synack, key, client_sends=False)
+            events.append((_slot(flow, key), key, flow, synack, _ARM))
+        syns = np.flatnonzero(syn & ((flags & ACK) == 0))
+        if len(syns) and len(spent):  # a SYN arms again the keys its four-tuple spent (an orphan's)
+            if self._spent_ports is None:
+                self._spent_ports = np.sort(spent.key & _LOW32)
+            rows = syns[_among(_ports(batch, syns), self._spent_ports)]
+            if len(rows):
+                i, j = _pairs(_flow(batch, rows, _ports(batch, rows), client_sends=True), *spent.by_flow())
+                if len(i):
+                    events.append((spent.slot[j], spent.key[j], spent.flow[j], rows[i], _ARM))
+        bitmap = self._bitmap
+        for e in events:
+            bitmap[_bucket(e[1])] = True  # for this batch; set right again in _settle
+        maybe = np.flatnonzero(bitmap[(batch.ack & np.uint32(_BUCKETS - 1)).astype(np.intp)]
+                               & ((flags & (SYN | RST | ACK)) == ACK))
+        if len(maybe):
+            key = _key(batch.ack[maybe], batch.sport[maybe], batch.dport[maybe])
+            flow = _flow(batch, maybe, key, client_sends=True)
+            slot = _slot(flow, key)
+            known, at = armed.find(slot)
+            known &= armed.key[at] == key if len(armed) else known
+            if events:
+                known |= _among(slot, np.sort(np.concatenate([e[0] for e in events])))
+            if known.any():
+                events.append((slot[known], key[known], flow[known], maybe[known], _PASS))
+        if events:
+            self._settle(events, keep, batch, syns)
+        self._prune()
+        return keep
+
+    def _settle(self, events, keep: np.ndarray, batch: TcpBatch, syns: np.ndarray) -> None:
+        """Walk each slot's events in packet order: an ACK passes if the slot is armed
+        when it comes (and spends it); then file each slot by its last event."""
+        slot, key, flow, row = (np.concatenate([e[k] for e in events]) for k in range(4))
+        kind = np.concatenate([np.full(len(e[0]), e[4], np.int8) for e in events])
+        if len(syns):  # a SYN after an event of its four-tuple in this batch may adopt its SYN-ACK
+            ports = key & _LOW32
+            by_ports = np.lexsort((row, ports))
+            first = np.ones(len(by_ports), bool)
+            first[1:] = ports[by_ports[1:]] != ports[by_ports[:-1]]
+            seen, earliest = ports[by_ports[first]], row[by_ports[first]]
+            syn_ports = _ports(batch, syns)
+            at = np.minimum(np.searchsorted(seen, syn_ports), len(seen) - 1)
+            rows = syns[(seen[at] == syn_ports) & (earliest[at] < syns)]
+            if len(rows):
+                order = np.argsort(flow)
+                i, j = _pairs(_flow(batch, rows, _ports(batch, rows), client_sends=True), flow[order], order)
+                later = row[j] < rows[i]
+                i, j = i[later], j[later]
+                slot, key, flow = (np.concatenate([a, a[j]]) for a in (slot, key, flow))
+                row, kind = np.concatenate([row, rows[i]]), np.concatenate([kind, np.zeros(len(i), np.int8)])
+        order = np.lexsort((row * 2 + kind, slot))
+        slot, key, flow, row, kind = slot[order], key[order], flow[order], row[order], kind[order]
+        n = len(slot)
+        first = np.ones(n, bool)
+        first[1:] = slot[1:] != slot[:-1]
+        armed_before = np.zeros(n, bool)
+        armed_before[1:] = kind[:-1] == _ARM
+        opening = np.flatnonzero(first)
+        in_table, at = self._armed.find(slot[opening])
+        armed_before[opening] = in_table & (self._armed.key[at] == key[opening]) if len(self._armed) else False
+        keep[row[(kind == _PASS) & armed_before]] = True
+        # every slot touched leaves both tables, then goes into the one its last event names
+        ends = np.append(opening[1:] - 1, n - 1)
+        changed = [_bucket(key)]
+        gone = at[in_table]
+        if len(gone):
+            changed.append(_bucket(self._armed.key[gone]))
+            _add(self._count, changed[-1], -1)
+            mask = np.ones(len(self._armed), bool)
+            mask[gone] = False
+            self._armed.keep(mask)
+        if len(self._spent):
+            found, where = self._spent.find(slot[ends])
+            if found.any():
+                mask = np.ones(len(self._spent), bool)
+                mask[where[found]] = False
+                self._spent.keep(mask)
+                self._spent_ports = None
+        arm, spend = ends[kind[ends] == _ARM], ends[kind[ends] == _PASS]
+        if len(arm):
+            self._armed.add(slot[arm], key[arm], flow[arm], self._now)
+            _add(self._count, _bucket(key[arm]), 1)
+        if len(spend):
+            self._spent.add(slot[spend], key[spend], flow[spend], self._now)
+            self._spent_ports = None
+        changed = np.concatenate(changed)
+        self._bitmap[changed] = self._count[changed] > 0
+
+    def _prune(self) -> None:
+        """Forget spent keys past ``orphan_ns`` and armed ones past the horizon (or past
+        ``max_keys``, oldest first)."""
+        if len(self._spent.drop_older(self._now - self.orphan_ns)):
+            self._spent_ports = None
+        if len(self._spent) > self.max_keys:
+            self._spent.drop_older(int(np.partition(self._spent.time, -self.max_keys)[-self.max_keys]) - 1)
+            self._spent_ports = None
+        armed = self._armed
+        gone = [armed.drop_older(self._now - self.horizon_ns)]
+        if len(armed) > self.max_keys:  # a flood of SYN-ACKs: keep the newest
+            before = len(armed)
+            gone.append(armed.drop_older(int(np.partition(armed.time, -self.max_keys)[-self.max_keys]) - 1))
+            self.dropped += before - len(armed)
+        gone = np.concatenate(gone)
+        if len(gone):
+            b = _bucket(gone)
+            _add(self._count, b, -1)
+            self._bitmap[b] = self._count[b] > 0
+
+    def state(self) -> tuple:
+        """What it remembers, to carry on in another process (see :meth:`restore`)."""
+        return self._armed.fields(), self._spent.fields(), self._now, self.dropped
+
+    def restore(self, state: tuple) -> None:
+        armed, spent, self._now, self.dropped = state
+        self._armed, self._spent, self._spent_ports = _Slots(*armed), _Slots(*spent), None
+        self._count = np.bincount(_bucket(self._armed.key), minlength=_BUCKETS).astype(np.int32)
+        self._bitmap = self._count > 0
+
+
+def _ports(batch: TcpBatch, rows: np.ndarray) -> np.ndarray:
+    """Client port << 16 | server port of segments sent by the client."""
+    return (batch.sport[rows].astype(np.uint64) << _U64(16)) | batch.dport[rows].astype(np.uint64)
 
 
 def _dict_room(n: int) -> int:
@@ -159,91 +441,6 @@ _SYN_SENT, _SYN_ACK_SEEN, _ESTABLISHED = State.SYN_SENT, State.SYN_ACK_SEEN, Sta
 _SYN, _SYN_RETRY, _SYN_ACK, _SYN_ACK_RETRY, _ACK, _RST = Kind.ALL
 
 
-class Prefilter:
-    """Picks, with numpy, the segments that can change a handshake: every SYN and
-    RST, and the plain ACKs whose ``(ack, client port, server port)`` matches a
-    SYN-ACK seen within ``horizon_ns`` (this batch's or an earlier one's).
-
-    It watches only the packet stream, never the tracker, so it can run ahead
-    of it in another process. It passes a superset of what the tracker can use:
-    an attempt lives at most ``timeout`` after its first SYN, which comes at most
-    ``orphan`` after its SYN-ACK, so ``horizon = timeout + orphan`` loses no
-    completing ACK. Past ``max_keys`` SYN-ACKs in that window (a flood of
-    them) the oldest keys are dropped and counted in ``dropped``.
-    """
-
-    def __init__(self, horizon_ns: int, max_keys: int = 1 << 21):
-        self.horizon_ns, self.max_keys = horizon_ns, max_keys
-        self.dropped = 0
-        self._keys = np.zeros(0, np.uint64)  # sorted
-        self._times = np.zeros(0, np.int64)
-        # The latest batches' keys, sorted apart and merged in now and then: an insertion
-        # into this small array each batch costs far less than one into the large one.
-        self._young = np.zeros(0, np.uint64)
-        self._young_times = np.zeros(0, np.int64)
-        self._kept = 0  # keys left after the last pruning
-        self._bitmap = np.zeros(int(_BITMAP_MASK) + 1, bool)  # keys by _bucket: a cheap first test before the exact one
-        self._now = -(1 << 62)
-
-    def wanted(self, batch: TcpBatch) -> np.ndarray:
-        """A boolean mask over ``batch``: the segments to feed the tracker."""
-        flags = batch.flags
-        syn = (flags & SYN) != 0
-        keep = syn | ((flags & RST) != 0)
-        synack = np.flatnonzero(syn & ((flags & ACK) != 0))
-        if len(synack):  # the key of the ACK that would complete each SYN-ACK
-            expected = batch.seq[synack] + np.uint32(1)
-            self._bitmap[_bucket(expected)] = True
-            self._remember(np.sort(_key(expected, batch.dport[synack], batch.sport[synack])),
-                           int(batch.select(synack[-1:])["time_ns"][0]))
-        if len(self._keys) or len(self._young):  # the bitmap first: it rules out nearly every ACK cheaply
-            maybe = np.flatnonzero(self._bitmap[_bucket(batch.ack)] & ((flags & (SYN | RST | ACK)) == ACK))
-            if len(maybe):
-                keys = _key(batch.ack[maybe], batch.sport[maybe], batch.dport[maybe])
-                order = np.argsort(keys)  # looked up in order, the binary searches stay in cache
-                keys = keys[order]
-                keep[maybe[order[_among(keys, self._keys) | _among(keys, self._young)]]] = True
-        return keep
-
-    def state(self) -> tuple:
-        """What it remembers, to carry on in another process (see :meth:`restore`)."""
-        self._merge()
-        return self._keys, self._times, self._now, self._kept, self.dropped
-
-    def restore(self, state: tuple) -> None:
-        self._keys, self._times, self._now, self._kept, self.dropped = state
-        self._young, self._young_times = self._keys[:0], self._times[:0]
-        self._rebuild_bitmap()
-
-    def _remember(self, fresh: np.ndarray, now: int) -> None:
-        """Add sorted keys seen at ``now`` (the batch's last SYN-ACK: a little late, so kept a little long)."""
-        self._now = max(self._now, now)
-        at = np.searchsorted(self._young, fresh)
-        self._young, self._young_times = np.insert(self._young, at, fresh), np.insert(self._young_times, at, self._now)
-        if len(self._young) < max(4096, len(self._keys) >> 3):
-            return
-        self._merge()
-        times = self._times
-        if len(times) > 2 * max(self._kept, 4096):  # forget what no attempt can still use
-            live = times > self._now - self.horizon_ns
-            if np.count_nonzero(live) > self.max_keys:  # a flood of SYN-ACKs: keep the newest
-                newest = np.partition(times[live], -self.max_keys)[-self.max_keys]
-                self.dropped += int(np.count_nonzero(live & (times < newest)))
-                live &= times >= newest
-            self._keys, self._times = self._keys[live], times[live]
-            self._kept = len(self._keys)
-            self._rebuild_bitmap()
-
-    def _merge(self) -> None:
-        at = np.searchsorted(self._keys, self._young)
-        self._keys, self._times = np.insert(self._keys, at, self._young), np.insert(self._times, at, self._young_times)
-        self._young, self._young_times = self._young[:0], self._young_times[:0]
-
-    def _rebuild_bitmap(self) -> None:
-        self._bitmap[:] = False
-        self._bitmap[_bucket((self._keys >> np.uint64(32)).astype(np.uint32))] = True
-
-
 class HandshakeTracker:
     """Follows TCP handshakes through the segments it is fed.
 
@@ -277,7 +474,7 @@ class HandshakeTracker:
         self._next_id = first_id
         self._copied_at, self._room = first_id, 1 << 12  # see _compact
         self._now = -(1 << 62)
-        self.prefilter = Prefilter(self.timeout_ns + self.orphan_ns, 4 * max_attempts)
+        self.prefilter = Prefilter(self.timeout_ns + self.orphan_ns, 4 * max_attempts, self.orphan_ns)
 
     def feed_batch(self, batch: TcpBatch) -> list[Note]:
         """Feed the segments of ``batch`` that can change a handshake (see :class:`Prefilter`)."""
@@ -297,22 +494,30 @@ class HandshakeTracker:
         rows = zip(times.tolist(), segments["flow"].tolist(), segments["flags"].tolist(),
                    segments["seq"].tolist(), segments["ack"].tolist(), segments["payload"].tolist())
         flows, counts, append = self._flows, self.notes, notes.append
+        cap, timeout, now = self.max_attempts, self.timeout_ns, self._now
         # The common cases are inlined (a method call per packet is a third of the time);
-        # every other case goes to the method that handles it in full.
+        # every other case goes to the method that handles it in full. Time passes packet by
+        # packet: an attempt past its deadline is never used again, whatever the batches (it
+        # is closed when next looked up, or by the next tick, whichever comes first).
         for t, flow, flags, seq, ack, payload in rows:
+            if t > now:
+                now = t
             if flags & SYN:
                 if flags & RST:
                     continue  # SYN+RST is no handshake packet
                 if flags & ACK:
                     rflow = flow[18:] + flow[:18]  # the SYN-ACK travels server -> client
                     h = flows.get(rflow)
-                    if h is not None and h.state is _SYN_SENT and ack == (h.isn + 1) & _MOD:
+                    if (h is not None and h.state is _SYN_SENT and ack == (h.isn + 1) & _MOD
+                            and h.syn_ns > now - timeout):
                         h.server_isn, h.syn_ack_ns, h.syn_acks, h.state = seq, t, 1, _SYN_ACK_SEEN
                         counts[_SYN_ACK] += 1
                         append(_new_note(Note, (t, _SYN_ACK, h)))
                     else:
+                        self._now = now
                         self._syn_ack(t, rflow, seq, ack, notes)
                 elif flow in flows or self._orphans:
+                    self._now = now
                     self._syn(t, flow, seq, payload, notes)
                 else:  # a new attempt
                     h = Handshake(self._next_id, flow, seq, t, payload)
@@ -321,18 +526,21 @@ class HandshakeTracker:
                     self._queue.append(h)
                     counts[_SYN] += 1
                     append(_new_note(Note, (t, _SYN, h)))
+                    if len(flows) > cap:
+                        self._now = now
+                        self._evict()
             elif flags & RST:
+                self._now = now
                 self._rst(t, flow, flow[18:] + flow[:18], notes)
             elif flags & ACK:
                 h = flows.get(flow)
-                if h is not None and h.state is _SYN_ACK_SEEN and ack == (h.server_isn + 1) & _MOD:
+                if (h is not None and h.state is _SYN_ACK_SEEN and ack == (h.server_isn + 1) & _MOD
+                        and h.syn_ns > now - timeout):
                     h.ack_ns, h.state = t, _ESTABLISHED
                     counts[_ACK] += 1
                     append(_new_note(Note, (t, _ACK, h)))
                     self._done.append(h)
-        self._now = max(self._now, int(times.max()))
-        if len(flows) > self.max_attempts:
-            self._evict()
+        self._now = now
         if len(self._queue) > 2 * len(flows) + 4096:  # closed attempts linger in the queue: let them go
             self._queue = deque(h for h in self._queue if not h.closed)
         if self._next_id - self._copied_at + len(segments) > self._room:  # the next batch might fill it
@@ -353,7 +561,7 @@ class HandshakeTracker:
 
     def tick(self, now_ns: int) -> None:
         """Let time pass (the live path calls this when the wire is quiet):
-        attempts older than the timeout leave the table."""
+        attempts past their deadlines leave the table."""
         if now_ns > self._now:
             self._now = now_ns
         horizon = self._now - self.timeout_ns
@@ -368,10 +576,31 @@ class HandshakeTracker:
             h = done.popleft()
             if not h.closed:
                 self._close(h)
+        self._forget_orphans()
+
+    def _forget_orphans(self) -> None:
         horizon = self._now - self.orphan_ns
         orphans = self._orphans
         while orphans and next(iter(orphans.values()))[0] <= horizon:
             orphans.popitem(last=False)
+
+    def _get(self, flow: bytes) -> Handshake | None:
+        """The attempt of ``flow``, unless it is past its deadline (then it is closed now):
+        what a tick just before this packet would have left."""
+        h = self._flows.get(flow)
+        if h is not None and (h.syn_ns <= self._now - self.timeout_ns
+                              or (h.state is _ESTABLISHED and h.ack_ns <= self._now - self.linger_ns)):
+            self._close(h)
+            return None
+        return h
+
+    def _orphan(self, flow: bytes, pop: bool = False) -> list | None:
+        """The SYN-ACK waiting for ``flow``'s SYN, unless it has waited too long."""
+        orphan = self._orphans.pop(flow, None) if pop else self._orphans.get(flow)
+        if orphan is not None and orphan[0] <= self._now - self.orphan_ns:
+            self._orphans.pop(flow, None)
+            return None
+        return orphan
 
     def close(self) -> None:
         """The capture has ended: report every attempt still in the table."""
@@ -401,7 +630,7 @@ class HandshakeTracker:
         notes.append(_new_note(Note, (t, kind, h)))
 
     def _syn(self, t: int, flow: bytes, isn: int, payload: int, notes: list) -> None:
-        h = self._flows.get(flow)
+        h = self._get(flow)
         if h is not None:
             if h.isn == isn:
                 if h.state is _SYN_SENT or h.state is _SYN_ACK_SEEN:
@@ -413,10 +642,12 @@ class HandshakeTracker:
         self._next_id += 1
         self._flows[flow] = h
         self._queue.append(h)
+        if len(self._flows) > self.max_attempts:
+            self._evict()
         self.notes[_SYN] += 1
         notes.append(_new_note(Note, (t, _SYN, h)))
         if self._orphans:
-            orphan = self._orphans.pop(flow, None)
+            orphan = self._orphan(flow, pop=True)
             if orphan is not None and self._answers(h, orphan[2]):
                 t0, seq, _, count = orphan
                 h.server_isn, h.syn_ack_ns, h.syn_acks, h.state = seq, t0, count, _SYN_ACK_SEEN
@@ -430,13 +661,15 @@ class HandshakeTracker:
 
     def _syn_ack(self, t: int, flow: bytes, seq: int, ack: int, notes: list) -> None:
         """``flow`` is client -> server (the SYN-ACK travels the other way)."""
-        h = self._flows.get(flow)
+        h = self._get(flow)
         if h is None:  # perhaps captured a moment before its SYN: wait for it a little
-            orphan = self._orphans.get(flow)
+            orphan = self._orphan(flow)
             if orphan is None:
                 self._orphans[flow] = [t, seq, ack, 1]
                 if len(self._orphans) > self.max_attempts:
-                    self._orphans.popitem(last=False)
+                    self._forget_orphans()
+                    if len(self._orphans) > self.max_attempts:
+                        self._orphans.popitem(last=False)
             elif orphan[2] == ack:
                 orphan[3] += 1
             return
@@ -453,10 +686,10 @@ class HandshakeTracker:
             self._note(notes, t, _SYN_ACK_RETRY, h)
 
     def _rst(self, t: int, flow: bytes, rflow: bytes, notes: list) -> None:
-        h = self._flows.get(rflow)  # sent by the server of an attempt?
+        h = self._get(rflow)  # sent by the server of an attempt?
         by_server = h is not None and h.state <= _SYN_ACK_SEEN
         if not by_server:
-            h = self._flows.get(flow)  # or by its client
+            h = self._get(flow)  # or by its client
             if h is None or h.state > _SYN_ACK_SEEN:
                 return
         h.rst_ns = t
@@ -473,9 +706,15 @@ class HandshakeTracker:
             self.on_close(h)
 
     def _evict(self) -> None:
-        queue = self._queue
+        """Past ``max_attempts`` open attempts, close the oldest; one past its deadline
+        leaves as it would have anyway, uncounted."""
+        done = self._done
+        if done and done[0].ack_ns <= self._now - self.linger_ns:
+            self.tick(self._now)
+        queue, horizon = self._queue, self._now - self.timeout_ns
         while len(self._flows) > self.max_attempts and queue:
             h = queue.popleft()
             if not h.closed:
-                self.evicted += 1
+                if h.syn_ns > horizon:
+                    self.evicted += 1
                 self._close(h)

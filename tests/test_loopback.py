@@ -106,6 +106,8 @@ def assert_cli_agrees(path, got: dict) -> None:
     written = printed.pop("written")
     assert written == {"score": f"scores/{Path(path).stem}.score"}
     assert printed.pop("score_notes") == sum(got["notes"].values()) == len(load_score(written["score"]))
+    rhythm = printed.pop("rhythm")  # the callers on a schedule (tests/test_rhythm.py checks who)
+    assert rhythm["attempts"] == sum(got["handshakes"].values()) and rhythm["periodic"] == len(rhythm["callers"])
     assert printed == {k: v for k, v in json.loads(json.dumps(got)).items() if k != "seconds"}
 
 

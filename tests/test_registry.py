@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, jack_server
 from handshake_score.errors import HandshakeScoreError
 from handshake_score.orchestra import DEFAULT
 from handshake_score.play import Performer, perform, registry
 from handshake_score.play.performer import LivePerformer
 from handshake_score.scorefile import save_score
 from test_play import score_of
-from test_speakers import jack  # noqa: F401 - the JACK dummy-driver fixture: a paced sound card
 
 HS = [sys.executable, "-m", "handshake_score"]
 HEAVY = ("gpiozero", "rtmidi", "sounddevice", "pythonosc")
@@ -111,7 +110,7 @@ SILENCE_CHECK = textwrap.dedent('''
                       "midi": [[m.type, m.note] for m in sent]}))
 ''')
 
-REHEARSAL = {"solenoids": {"dry_run": True}}  # how a performer that needs hardware plays here
+REHEARSAL = {"solenoids": {"dry_run": True}, "browser": {"web_port": 0}}  # how a performer that needs hardware (or a port) plays here
 
 
 @pytest.mark.parametrize("name", registry.names())
@@ -127,7 +126,9 @@ def test_silence_may_be_called_from_any_thread(name, request, tmp_path):
     env = None
     listener = None
     if name == "speakers":
-        env = request.getfixturevalue("jack")  # JACK's dummy driver: a sound card paced by the clock
+        jack = jack_server(f"hs-registry-{os.getpid()}")  # JACK's dummy driver: a sound card paced by the clock
+        env = jack.__enter__()
+        request.addfinalizer(lambda: jack.__exit__(None, None, None))
     if name == "osc":
         listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         listener.bind(("127.0.0.1", 0))

@@ -1,9 +1,10 @@
 """From capture records to TCP segments: link layer, IPv4/IPv6, TCP.
 
 Two passes. The cheap one runs over every record and finds the TCP header of
-each segment with its flags, ports and acknowledgement number: the fields the
-tracker's prefilter reads. ``TcpBatch.select`` decodes the rest (time,
-addresses, sequence number, payload length) only for the segments asked for.
+each segment with its flags, ports, sequence and acknowledgement numbers: the
+fields the tracker's prefilter reads. ``TcpBatch.select`` decodes the rest (time,
+addresses, payload length) only for the segments asked for, and
+``TcpBatch.addresses`` only the addresses, for the few the prefilter must tell apart.
 Every read is a numpy gather by byte offset; offsets past a packet's captured
 length are masked out, never trusted.
 """
@@ -191,4 +192,20 @@ def decode(rec: Records) -> TcpBatch:
                 _column(out, field + 8, ">u8")[k6] = b.u64(o + 8)
         return out
 
-    return TcpBatch(word & 0x0FFF, (ports >> 16).astype(np.uint16), (ports & 0xFFFF).astype(np.uint16), seq, ack, select, packets=n)
+    def addresses(i: np.ndarray):
+        i = np.asarray(i, np.int64)
+        o3, v4 = l3[i], version[i] == 4
+        out = []
+        for v4_at, v6_at in ((12, 8), (16, 24)):  # src, dst
+            high = np.zeros(len(i), np.uint64)
+            low = np.zeros(len(i), np.uint64)
+            if v4.any():  # ::ffff:a.b.c.d, as in SEGMENT
+                low[v4] = b.u32(o3[v4] + v4_at).astype(np.uint64) | np.uint64(0xFFFF << 32)
+            if not v4.all():
+                o = o3[~v4] + v6_at
+                high[~v4], low[~v4] = b.u64(o), b.u64(o + 8)
+            out += [high, low]
+        return tuple(out)
+
+    return TcpBatch(word & 0x0FFF, (ports >> 16).astype(np.uint16), (ports & 0xFFFF).astype(np.uint16), seq, ack, select,
+                    packets=n, addresses=addresses, times=lambda i: rec.time_ns(rows[np.asarray(i, np.int64)]))

@@ -133,14 +133,28 @@ class RecordFormat(Protocol):
         (bytes consumed, bytes needed to go on, records or None)."""
 
 
+RECORDS_PER_CHUNK = 16_384  # what a 2 MiB chunk of headers-only records holds
+GROW_FROM, GROW_TO = 1 << 20, 4 << 20  # past a few MiB the buffer falls out of cache: slower
+
+
 def read_chunks(fmt: RecordFormat) -> Iterator[Records]:
     """Drive a format's ``_chunk`` over its file; a file that ends inside a
-    record sets ``fmt.truncated_at`` to where that record starts."""
+    record sets ``fmt.truncated_at`` to where that record starts.
+
+    A chunk of whole frames holds ten times fewer records than one of headers, and
+    every chunk costs the same few hundred microseconds of numpy calls beside its
+    records: so a buffer of at least ``GROW_FROM`` bytes grows (up to ``GROW_TO``)
+    until it holds about ``RECORDS_PER_CHUNK`` records."""
     buf = fmt.buffer
     buf.advance(0)
     while buf.n:
         consumed, need, records = fmt._chunk(buf.view(), buf.n)
+        grow = 0
         if records is not None:
+            size = len(buf.buf)
+            rest = None if buf.file_size is None else buf.file_size - buf.base  # never more than the file holds
+            if GROW_FROM <= size < GROW_TO and len(records) < RECORDS_PER_CHUNK // 2 and (rest is None or rest > size):
+                grow = min(GROW_TO, size * RECORDS_PER_CHUNK // max(len(records), 1), rest or GROW_TO)
             yield records
             del records
         # a record begun at ``consumed`` needs ``need`` bytes: if the file ends first, it is cut there,
@@ -151,4 +165,4 @@ def read_chunks(fmt: RecordFormat) -> Iterator[Records]:
             return
         if not consumed:
             need = max(need, buf.n + 1)
-        buf.advance(consumed, need)
+        buf.advance(consumed, max(need, grow))
