@@ -49,6 +49,8 @@ def test_the_wheel_holds_the_package_and_its_tour_and_nothing_of_the_checkout(in
     names = zipfile.ZipFile(wheel).namelist()
     tour = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("handshake_score/tour/"))
     assert tour == sorted(p.name for p in (ROOT / "handshake_score" / "tour").iterdir())
+    web = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("handshake_score/play/web/"))
+    assert web == sorted(p.name for p in (ROOT / "handshake_score" / "play" / "web").iterdir())  # the stage's page
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "captures/", "scores/", "docs/"))]
 
 

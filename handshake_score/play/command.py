@@ -77,7 +77,7 @@ def _click_option(performer: str, option) -> TyperOption:
 def play(
     ctx: typer.Context,
     score_file: Annotated[Optional[Path], typer.Argument(metavar="SCORE", help="A score file (hs score writes them) or a MIDI file (hs export writes them; notes are mapped back to kinds through the orchestra).", show_default=False)] = None,
-    to: Annotated[Optional[list[str]], typer.Option("--to", metavar="NAME[,NAME]|TIME", help="Who plays, comma-separated: console (the default), solenoids, midi, speakers, osc, or any other hs play --performers lists. A time instead (same forms as --from) ends the performance there.", show_default=False)] = None,
+    to: Annotated[Optional[list[str]], typer.Option("--to", metavar="NAME[,NAME]|TIME", help="Who plays, comma-separated: console (the default), solenoids, midi, speakers, osc, browser, or any other hs play --performers lists. A time instead (same forms as --from) ends the performance there.", show_default=False)] = None,
     stretch: Annotated[str, typer.Option(metavar="N|auto", help="Play N times slower (any N > 0); auto: the least factor (at least 1, at most 1000) at which no solenoid must strike sooner than its re-strike interval.")] = "1",
     max_gap: Annotated[Optional[float], typer.Option("--max-gap", metavar="S", help="After stretching, shorten every silence longer than S seconds to S.", show_default=False)] = None,
     start: Annotated[Optional[str], typer.Option("--from", help="Start here: seconds after the score's start, a time of day (14:03:05, local; 14:03:05Z, UTC) or a date and time.", show_default=False)] = None,
@@ -95,7 +95,7 @@ def play(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing timing log, a log a performer writes (--pin-log), or a recording and its score.")] = False,
     performers: Annotated[bool, typer.Option("--performers", help="List the performers there are, what each needs and whether it can play here, and exit.")] = False,
 ):
-    """Perform a score: on solenoids (gpiozero), a MIDI port, the speakers, OSC or the console, in real time or stretched.
+    """Perform a score: on solenoids (gpiozero), a MIDI port, the speakers, OSC, a browser or the console, in real time or stretched.
 
     Ctrl-C, SIGTERM and SIGHUP stop it with every coil off; it prints what was played and dropped."""
     given = ctx.meta.get(GIVEN, {})

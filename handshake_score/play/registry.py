@@ -32,6 +32,7 @@ PERFORMERS = {
     "midi": "handshake_score.play.midiport:MidiPortPerformer",
     "speakers": "handshake_score.play.speakers:SpeakersPerformer",
     "osc": "handshake_score.play.osc:OscPerformer",
+    "browser": "handshake_score.play.browser:BrowserPerformer",
 }
 GROUP = "handshake_score.performers"
 DEFAULT = "console"
