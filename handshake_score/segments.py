@@ -33,6 +33,7 @@ Unix epoch; ``flags``: the 12 TCP flag bits (``AE`` is the old NS bit);
 length)."""
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1  # the range of time_ns, and of any difference of two
+ZERO_HIGH = np.uint64(0)  # TcpBatch.addresses's high halves when every address is IPv4
 
 _V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
 
@@ -127,7 +128,8 @@ class TcpBatch:
     def addresses(self, which: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The source and destination addresses of segments ``which`` (indices) as
         ``(src_high, src_low, dst_high, dst_low)``: each 16-byte ``src``/``dst`` value
-        as two big-endian ``uint64`` halves, without decoding the rest of the rows."""
+        as two big-endian ``uint64`` halves, without decoding the rest of the rows. When
+        every one is IPv4 (``::ffff:a.b.c.d``) both high halves are :data:`ZERO_HIGH`."""
         if self._addresses is not None:
             return self._addresses(which)
         rows = self._select(np.asarray(which, np.int64))

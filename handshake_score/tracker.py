@@ -30,17 +30,20 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .segments import ACK, INT64_MAX, INT64_MIN, RST, SYN, TcpBatch, flow_endpoints
+from .segments import ACK, INT64_MAX, INT64_MIN, RST, SYN, ZERO_HIGH, TcpBatch, flow_endpoints
 
 _MOD = 0xFFFFFFFF
 _BUCKETS = 1 << 20
-_BUCKET_MASK = np.uint64(_BUCKETS - 1)
 _ARM, _PASS = 0, 1  # prefilter events: a key armed (by a SYN-ACK, or a SYN that may adopt one), an ACK that may spend it
 _U64 = np.uint64
 _M1, _M2 = _U64(0xBF58476D1CE4E5B9), _U64(0x94D049BB133111EB)
 _K = tuple(_U64(k) for k in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
                              0xFF51AFD7ED558CCD))
 _LOW32 = _U64(0xFFFFFFFF)
+_PORT_BUCKETS = 1 << 18
+_NO_ROW = np.iinfo(np.int64).max
+_FLOW_MASK = _U64(_PORT_BUCKETS - 1)
+_ZERO = ZERO_HIGH  # TcpBatch.addresses's high halves when every address is IPv4
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -64,19 +67,31 @@ def _bucket(key: np.ndarray) -> np.ndarray:
     return ((key >> _U64(32)) & _U64(_BUCKETS - 1)).astype(np.intp)
 
 
-def _flow(batch: TcpBatch, rows: np.ndarray, ports: np.ndarray, client_sends: bool) -> np.ndarray:
-    """A 64-bit hash of the four-tuple of segments ``rows``: (client address, server
-    address, ``ports`` = client port << 16 | server port); the client is the sender of a
-    SYN or ACK, the receiver of a SYN-ACK."""
+def _port_bucket(ports: np.ndarray) -> np.ndarray:
+    """A slot of a small bitmap from client port << 16 | server port (Fibonacci hashing)."""
+    return ((ports.astype(np.uint64) * _K[0]) >> _U64(64 - 18)).astype(np.intp)
+
+
+def _hash_flow(client: tuple, server: tuple, ports: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of a four-tuple: client and server addresses (each as two ``uint64``
+    halves, the high ones 0 for IPv4) and ``ports`` = client port << 16 | server port.
+    Each part has its own multiplier, so a four-tuple and its mirror image differ."""
+    h = (client[1] * _K[1]) ^ (server[1] * _K[3]) ^ ((ports & _LOW32) * _K[4])
+    if client[0] is not _ZERO or server[0] is not _ZERO:  # an IPv6 address among them
+        h ^= (client[0] * _K[0]) ^ (server[0] * _K[2])
+    return _mix(h)
+
+
+def _flow(batch: TcpBatch, rows: np.ndarray, ports: np.ndarray) -> np.ndarray:
+    """The four-tuple hash of segments ``rows`` sent by the client (SYNs, ACKs)."""
     sh, sl, dh, dl = batch.addresses(rows)
-    if not client_sends:
-        sh, sl, dh, dl = dh, dl, sh, sl
-    return _mix((sh * _K[0]) ^ (sl * _K[1]) ^ (dh * _K[2]) ^ (dl * _K[3]) ^ ((ports & _LOW32) * _K[4]))
+    return _hash_flow((sh, sl), (dh, dl), ports)
 
 
 def _slot(flow: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of (four-tuple, server ISN + 1): one attempt's completing ACK."""
-    return _mix(flow ^ ((key >> _U64(32)) * _K[0]))
+    """A 64-bit hash of (four-tuple, server ISN + 1): one attempt's completing ACK (the
+    four-tuple's hash is mixed already)."""
+    return flow ^ ((key >> _U64(32)) * _K[0])
 
 
 def _pairs(values: np.ndarray, sorted_values: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,66 +106,40 @@ def _pairs(values: np.ndarray, sorted_values: np.ndarray, order: np.ndarray) -> 
     return i, order[k]
 
 
-def _add(count: np.ndarray, buckets: np.ndarray, step: int) -> None:
-    """``np.add.at(count, buckets, step)``, faster for a few hundred buckets."""
-    where, times = np.unique(buckets, return_counts=True)
-    count[where] += step * times.astype(count.dtype)
+class _Armed:
+    """Armed keys sorted by slot hash: the slot, its key and when it was armed
+    (nanoseconds); ``oldest`` is at most the least time."""
 
+    __slots__ = ("slot", "key", "time", "oldest")
 
-def _among(values: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
-    """``np.isin`` for a sorted second array."""
-    if not len(sorted_values):
-        return np.zeros(len(values), bool)
-    at = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
-    return sorted_values[at] == values
-
-
-class _Slots:
-    """Prefilter entries sorted by slot hash: the slot, its key, its four-tuple hash and
-    when it was armed (nanoseconds); ``oldest`` is at most the least time."""
-
-    __slots__ = ("slot", "key", "flow", "time", "oldest", "_by_flow")
-
-    def __init__(self, slot=None, key=None, flow=None, time=None):
+    def __init__(self, slot=None, key=None, time=None):
         self.slot = np.zeros(0, np.uint64) if slot is None else slot
         self.key = np.zeros(0, np.uint64) if key is None else key
-        self.flow = np.zeros(0, np.uint64) if flow is None else flow
         self.time = np.zeros(0, np.int64) if time is None else time
         self.oldest = int(self.time.min()) if len(self.time) else 1 << 62
-        self._by_flow = None
 
     def __len__(self) -> int:
         return len(self.slot)
 
     def fields(self) -> tuple:
-        return self.slot, self.key, self.flow, self.time
+        return self.slot, self.key, self.time
 
-    def find(self, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each of ``slot``: whether it is here, and where (valid where it is)."""
+    def find(self, slot: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each (slot, key): whether it is here, and where (valid where it is)."""
         if not len(self.slot):
             return np.zeros(len(slot), bool), np.zeros(len(slot), np.intp)
         at = np.minimum(np.searchsorted(self.slot, slot), len(self.slot) - 1)
-        return self.slot[at] == slot, at
-
-    def by_flow(self) -> tuple[np.ndarray, np.ndarray]:
-        """(flows sorted, their indices), made once per change."""
-        if self._by_flow is None:
-            order = np.argsort(self.flow)
-            self._by_flow = (self.flow[order], order)
-        return self._by_flow
+        return (self.slot[at] == slot) & (self.key[at] == key), at
 
     def keep(self, mask: np.ndarray) -> None:
-        self.slot, self.key, self.flow, self.time = (a[mask] for a in self.fields())
-        self._by_flow = None
+        self.slot, self.key, self.time = self.slot[mask], self.key[mask], self.time[mask]
 
-    def add(self, slot, key, flow, time: int) -> None:
+    def add(self, slot, key, time: int) -> None:
         order = np.argsort(slot)
         at = np.searchsorted(self.slot, slot[order])
-        self.slot, self.key, self.flow = (np.insert(old, at, new[order]) for old, new in
-                                          ((self.slot, slot), (self.key, key), (self.flow, flow)))
+        self.slot, self.key = np.insert(self.slot, at, slot[order]), np.insert(self.key, at, key[order])
         self.time = np.insert(self.time, at, time)
         self.oldest = min(self.oldest, time)
-        self._by_flow = None
 
     def drop_older(self, limit: int) -> np.ndarray:
         """Forget the entries armed at ``limit`` or before; their keys."""
@@ -161,6 +150,71 @@ class _Slots:
         self.keep(~old)
         self.oldest = int(self.time.min()) if len(self.time) else 1 << 62
         return gone
+
+
+class _Spent:
+    """Keys spent lately, kept ``orphan_ns`` for a SYN that may arm them again: chunks of
+    (time, slot, key, four-tuple hash) in the order spent. Bitmaps of their ports and of
+    their four-tuples, this ``orphan_ns`` epoch's and the last's, rule out nearly every
+    SYN cheaply (a bit set too long only sends a SYN to the exact test)."""
+
+    def __init__(self, orphan_ns: int):
+        self.orphan_ns, self.span = orphan_ns, max(orphan_ns, 1)
+        self.chunks: deque = deque()
+        self.count = 0
+        self.epoch = None
+        self.ports, self.last_ports = np.zeros(_PORT_BUCKETS, bool), np.zeros(_PORT_BUCKETS, bool)
+        self.flows, self.last_flows = np.zeros(_PORT_BUCKETS, bool), np.zeros(_PORT_BUCKETS, bool)
+        self._all = None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def add(self, slot, key, flow, time: int) -> None:
+        epoch = time // self.span
+        if self.epoch is None or epoch > self.epoch:
+            self.last_ports, self.ports = self.ports, self.last_ports
+            self.last_flows, self.flows = self.flows, self.last_flows
+            self.ports[:] = False
+            self.flows[:] = False
+            if self.epoch is None or epoch > self.epoch + 1:
+                self.last_ports[:] = False
+                self.last_flows[:] = False
+            self.epoch = epoch
+        self.ports[_port_bucket(key & _LOW32)] = True
+        self.flows[(flow & _FLOW_MASK).astype(np.intp)] = True
+        last = self.chunks[-1] if self.chunks else None
+        if last is not None and len(last[1]) < 4096:  # tiny batches (live): few chunks, each kept as long as its newest
+            self.chunks[-1] = (time, *(np.concatenate([a, b]) for a, b in zip(last[1:], (slot, key, flow))))
+        else:
+            self.chunks.append((time, slot, key, flow))
+        self.count += len(slot)
+        self._all = None
+
+    def maybe(self, buckets: np.ndarray) -> np.ndarray:
+        """Whether a key with ports in ``buckets`` (see _port_bucket) may be here."""
+        return self.ports[buckets] | self.last_ports[buckets]
+
+    def maybe_flow(self, flow: np.ndarray) -> np.ndarray:
+        """Whether a key of four-tuple hash ``flow`` may be here."""
+        at = (flow & _FLOW_MASK).astype(np.intp)
+        return self.flows[at] | self.last_flows[at]
+
+    def drop_older(self, limit: int) -> None:
+        chunks = self.chunks
+        while chunks and chunks[0][0] <= limit:
+            self.count -= len(chunks.popleft()[1])
+            self._all = None
+
+    def fields(self) -> tuple:
+        """(slot, key, flow, time) of every key here."""
+        if self._all is None:
+            c = self.chunks
+            self._all = (np.concatenate([x[1] for x in c] or [np.zeros(0, np.uint64)]),
+                         np.concatenate([x[2] for x in c] or [np.zeros(0, np.uint64)]),
+                         np.concatenate([x[3] for x in c] or [np.zeros(0, np.uint64)]),
+                         np.concatenate([np.full(len(x[1]), x[0], np.int64) for x in c] or [np.zeros(0, np.int64)]))
+        return self._all
 
 
 class Prefilter:
@@ -179,24 +233,28 @@ class Prefilter:
     packet, not by batch: a batch of any size gives the tracker the same segments.
 
     It watches only the packet stream, never the tracker, so it can run ahead of it
-    in another process; it passes a superset of what the tracker can use. An
-    attempt lives at most ``timeout`` after its first SYN, which comes at most
-    ``orphan`` after its SYN-ACK, so a key is kept ``horizon = timeout + orphan``
-    unspent. Past ``max_keys`` armed keys (a flood of SYN-ACKs) the oldest are
-    dropped and counted in ``dropped``. Four-tuples are compared by a 64-bit hash of
-    their addresses and ports: two distinct ones with the same ports and ISN would
-    also need the same hash for one to spend the other's key.
+    in another process; it passes a superset of what the tracker can use (arming a
+    key too often only passes an ACK too many). An attempt lives at most ``timeout``
+    after its first SYN, which comes at most ``orphan`` after its SYN-ACK, so a key is
+    kept ``horizon = timeout + orphan`` unspent. Past ``max_keys`` armed keys (a flood
+    of SYN-ACKs) the oldest are dropped and counted in ``dropped``. Four-tuples are
+    compared by a 64-bit hash of their addresses and ports: two distinct ones with the
+    same ports and ISN would also need the same hash for one to spend the other's key.
+
+    Most batches hold no SYN-ACK repeated, no SYN after its SYN-ACK and no second ACK
+    of a key: the work that only those need is done only for the few segments that
+    may be one (bitmaps of ACK numbers and of ports pick them).
     """
 
     def __init__(self, horizon_ns: int, max_keys: int = 1 << 21, orphan_ns: int | None = None):
         self.horizon_ns, self.max_keys = horizon_ns, max_keys
         self.orphan_ns = horizon_ns if orphan_ns is None else orphan_ns
         self.dropped = 0
-        self._armed = _Slots()  # keys an ACK may still spend
-        self._spent = _Slots()  # keys spent, kept orphan_ns for a SYN that may arm them again
-        self._spent_ports = None  # their sorted ports (client << 16 | server), made once per change
+        self._armed = _Armed()  # keys an ACK may still spend
+        self._spent = _Spent(self.orphan_ns)  # keys spent, kept orphan_ns for a SYN that may arm them again
         self._count = np.zeros(_BUCKETS, np.int32)  # armed keys by _bucket
         self._bitmap = np.zeros(_BUCKETS, bool)     # _count > 0: a cheap first test before the exact one
+        self._first = np.full(_PORT_BUCKETS, _NO_ROW, np.int64)  # scratch: a batch's first event by ports
         self._now = -(1 << 62)  # the latest SYN-ACK's time
 
     def wanted(self, batch: TcpBatch) -> np.ndarray:
@@ -204,113 +262,152 @@ class Prefilter:
         flags = batch.flags
         syn = (flags & SYN) != 0
         keep = syn | ((flags & RST) != 0)
-        synack = np.flatnonzero(syn & ((flags & ACK) != 0))
-        armed, spent = self._armed, self._spent
+        is_synack = syn & ((flags & ACK) != 0)
+        synack = np.flatnonzero(is_synack)
+        armed, spent, bitmap = self._armed, self._spent, self._bitmap
         if not (len(synack) or len(armed) or len(spent)):
             return keep  # nothing armed: no ACK can matter (a SYN flood, a capture of data only)
-        events = []  # (slot, key, flow, row, kind), in no order yet
+        events = []  # (slot, key, flow, row, kind), each in packet order
+        syns = np.flatnonzero(syn & ~is_synack)
+        syn_ports = _ports(batch, syns)
+        syn_buckets = _port_bucket(syn_ports)
+        if len(syns) and len(spent):  # a SYN arms again the keys its four-tuple spent (an orphan's)
+            hit = spent.maybe(syn_buckets)
+            if hit.any():
+                rows = syns[hit]
+                flows = _flow(batch, rows, syn_ports[hit])
+                again = spent.maybe_flow(flows)
+                e = None if not again.any() else self._rearm(flows[again], rows[again], spent.fields()[:3],
+                                                             np.full(len(spent), -1, np.int64))
+                if e is not None:
+                    events.append(e)
+                    bitmap[_bucket(e[1])] = True  # for this batch; set right again in _settle
         if len(synack):
             self._now = max(self._now, int(batch.times(synack[-1:])[0]))
-            key = _key(batch.seq[synack] + np.uint32(1), batch.dport[synack], batch.sport[synack])
-            flow = _flow(batch, synack, key, client_sends=False)
-            events.append((_slot(flow, key), key, flow, synack, _ARM))
-        syns = np.flatnonzero(syn & ((flags & ACK) == 0))
-        if len(syns) and len(spent):  # a SYN arms again the keys its four-tuple spent (an orphan's)
-            if self._spent_ports is None:
-                self._spent_ports = np.sort(spent.key & _LOW32)
-            rows = syns[_among(_ports(batch, syns), self._spent_ports)]
-            if len(rows):
-                i, j = _pairs(_flow(batch, rows, _ports(batch, rows), client_sends=True), *spent.by_flow())
-                if len(i):
-                    events.append((spent.slot[j], spent.key[j], spent.flow[j], rows[i], _ARM))
-        bitmap = self._bitmap
-        for e in events:
-            bitmap[_bucket(e[1])] = True  # for this batch; set right again in _settle
-        maybe = np.flatnonzero(bitmap[(batch.ack & np.uint32(_BUCKETS - 1)).astype(np.intp)]
-                               & ((flags & (SYN | RST | ACK)) == ACK))
-        if len(maybe):
-            key = _key(batch.ack[maybe], batch.sport[maybe], batch.dport[maybe])
-            flow = _flow(batch, maybe, key, client_sends=True)
+            bitmap[((batch.seq[synack] + np.uint32(1)) & np.uint32(_BUCKETS - 1)).astype(np.intp)] = True
+        # SYN-ACKs and the ACKs that may spend a key, in packet order
+        maybe = bitmap[(batch.ack & np.uint32(_BUCKETS - 1)).astype(np.intp)] & ((flags & (SYN | RST | ACK)) == ACK)
+        rows = np.flatnonzero(maybe | is_synack) if len(synack) else np.flatnonzero(maybe)
+        if len(rows):
+            arm = is_synack[rows] if len(synack) else np.zeros(len(rows), bool)
+            sport, dport = batch.sport[rows], batch.dport[rows]
+            if len(synack):  # a SYN-ACK travels server -> client
+                number = np.where(arm, batch.seq[rows] + np.uint32(1), batch.ack[rows])
+                sport, dport = np.where(arm, dport, sport), np.where(arm, sport, dport)
+            else:
+                number = batch.ack[rows]
+            key = _key(number, sport, dport)
+            sh, sl, dh, dl = batch.addresses(rows)
+            if len(synack):
+                sl, dl = np.where(arm, dl, sl), np.where(arm, sl, dl)
+                if sh is not _ZERO:
+                    sh, dh = np.where(arm, dh, sh), np.where(arm, sh, dh)
+            flow = _hash_flow((sh, sl), (dh, dl), key)
+            kind = (~arm).view(np.int8)
             slot = _slot(flow, key)
-            known, at = armed.find(slot)
-            known &= armed.key[at] == key if len(armed) else known
-            if events:
-                known |= _among(slot, np.sort(np.concatenate([e[0] for e in events])))
-            if known.any():
-                events.append((slot[known], key[known], flow[known], maybe[known], _PASS))
+            if not events and not len(synack):  # ACKs only: the bitmap's false hits (no armed key) go no further
+                known, _ = armed.find(slot, key)
+                slot, rows, key, flow, kind = slot[known], rows[known], key[known], flow[known], kind[known]
+            if len(rows):
+                events.append((slot, key, flow, rows, kind))
+                if len(syns):  # a SYN after an event of its four-tuple in this batch may adopt its SYN-ACK
+                    e = self._in_batch(batch, syns, syn_ports, syn_buckets, events[-1])
+                    if e is not None:
+                        events.append(e)
         if events:
-            self._settle(events, keep, batch, syns)
+            self._settle(events, keep)
+        elif len(synack):
+            b = ((batch.seq[synack] + np.uint32(1)) & np.uint32(_BUCKETS - 1)).astype(np.intp)
+            bitmap[b] = self._count[b] > 0
         self._prune()
         return keep
 
-    def _settle(self, events, keep: np.ndarray, batch: TcpBatch, syns: np.ndarray) -> None:
+    @staticmethod
+    def _rearm(flows: np.ndarray, rows: np.ndarray, pool: tuple, pool_rows: np.ndarray):
+        """ARM events at SYNs ``rows`` (four-tuple hashes ``flows``) for each key of ``pool``
+        (slot, key, flow) of the same four-tuple seen before (``pool_rows``: -1 for an earlier batch)."""
+        few = np.sort(flows)  # a few SYNs against a pool of thousands: no sort of the pool
+        at = np.minimum(np.searchsorted(few, pool[2]), len(few) - 1)
+        near = np.flatnonzero(few[at] == pool[2])
+        if not len(near):
+            return None
+        order = near[np.argsort(pool[2][near])]
+        i, j = _pairs(flows, pool[2][order], order)
+        later = pool_rows[j] < rows[i]
+        if not later.any():
+            return None
+        i, j = i[later], j[later]
+        return pool[0][j], pool[1][j], pool[2][j], rows[i], np.zeros(len(i), np.int8)
+
+    def _in_batch(self, batch: TcpBatch, syns: np.ndarray, syn_ports: np.ndarray, syn_buckets: np.ndarray,
+                  event: tuple):
+        """ARM events for the SYNs of this batch that follow an event of their four-tuple
+        (those after the first event of their ports, then by their four-tuple)."""
+        _, key, _, rows, _ = event
+        first, buckets = self._first, _port_bucket(key & _LOW32)
+        np.minimum.at(first, buckets, rows)
+        hit = first[syn_buckets] < syns
+        first[buckets] = _NO_ROW
+        if not hit.any():
+            return None
+        at = syns[hit]
+        return self._rearm(_flow(batch, at, syn_ports[hit]), at, event[:3], rows)
+
+    def _settle(self, events, keep: np.ndarray) -> None:
         """Walk each slot's events in packet order: an ACK passes if the slot is armed
         when it comes (and spends it); then file each slot by its last event."""
-        slot, key, flow, row = (np.concatenate([e[k] for e in events]) for k in range(4))
-        kind = np.concatenate([np.full(len(e[0]), e[4], np.int8) for e in events])
-        if len(syns):  # a SYN after an event of its four-tuple in this batch may adopt its SYN-ACK
-            ports = key & _LOW32
-            by_ports = np.lexsort((row, ports))
-            first = np.ones(len(by_ports), bool)
-            first[1:] = ports[by_ports[1:]] != ports[by_ports[:-1]]
-            seen, earliest = ports[by_ports[first]], row[by_ports[first]]
-            syn_ports = _ports(batch, syns)
-            at = np.minimum(np.searchsorted(seen, syn_ports), len(seen) - 1)
-            rows = syns[(seen[at] == syn_ports) & (earliest[at] < syns)]
-            if len(rows):
-                order = np.argsort(flow)
-                i, j = _pairs(_flow(batch, rows, _ports(batch, rows), client_sends=True), flow[order], order)
-                later = row[j] < rows[i]
-                i, j = i[later], j[later]
-                slot, key, flow = (np.concatenate([a, a[j]]) for a in (slot, key, flow))
-                row, kind = np.concatenate([row, rows[i]]), np.concatenate([kind, np.zeros(len(i), np.int8)])
-        order = np.lexsort((row * 2 + kind, slot))
-        slot, key, flow, row, kind = slot[order], key[order], flow[order], row[order], kind[order]
+        if len(events) == 1:
+            slot, key, flow, row, kind = events[0]
+            order = np.argsort(slot, kind="stable")  # in packet order already
+        else:
+            slot, key, flow, row, kind = (np.concatenate([e[k] for e in events]) for k in range(5))
+            order = np.lexsort((row * 2 + kind, slot))
+        slot, key, row, kind = slot[order], key[order], row[order], kind[order]
         n = len(slot)
         first = np.ones(n, bool)
         first[1:] = slot[1:] != slot[:-1]
+        opening = np.flatnonzero(first)
+        ends = np.append(opening[1:] - 1, n - 1)
+        armed = self._armed
+        in_table, at = armed.find(slot[opening], key[opening])
         armed_before = np.zeros(n, bool)
         armed_before[1:] = kind[:-1] == _ARM
-        opening = np.flatnonzero(first)
-        in_table, at = self._armed.find(slot[opening])
-        armed_before[opening] = in_table & (self._armed.key[at] == key[opening]) if len(self._armed) else False
-        keep[row[(kind == _PASS) & armed_before]] = True
-        # every slot touched leaves both tables, then goes into the one its last event names
-        ends = np.append(opening[1:] - 1, n - 1)
-        changed = [_bucket(key)]
-        gone = at[in_table]
+        armed_before[opening] = in_table
+        passing = (kind == _PASS) & armed_before
+        keep[row[passing]] = True
+        # a slot ends armed if its last event arms it, spent if its last event is an ACK that
+        # follows an arming (then an ACK passed), else as it was
+        end_arm = kind[ends] == _ARM
+        spend = ~end_arm & np.logical_or.reduceat(passing, opening)
+        gone = at[in_table & ~end_arm]
+        changed = [_bucket(key[ends[end_arm]])]
         if len(gone):
-            changed.append(_bucket(self._armed.key[gone]))
-            _add(self._count, changed[-1], -1)
-            mask = np.ones(len(self._armed), bool)
+            changed.append(_bucket(armed.key[gone]))
+            np.subtract.at(self._count, changed[-1], 1)
+            mask = np.ones(len(armed), bool)
             mask[gone] = False
-            self._armed.keep(mask)
-        if len(self._spent):
-            found, where = self._spent.find(slot[ends])
-            if found.any():
-                mask = np.ones(len(self._spent), bool)
-                mask[where[found]] = False
-                self._spent.keep(mask)
-                self._spent_ports = None
-        arm, spend = ends[kind[ends] == _ARM], ends[kind[ends] == _PASS]
-        if len(arm):
-            self._armed.add(slot[arm], key[arm], flow[arm], self._now)
-            _add(self._count, _bucket(key[arm]), 1)
-        if len(spend):
-            self._spent.add(slot[spend], key[spend], flow[spend], self._now)
-            self._spent_ports = None
+        fresh = end_arm & ~in_table
+        armed.time[at[in_table & end_arm]] = self._now  # armed again
+        if len(gone):
+            armed.keep(mask)
+        if fresh.any():
+            new = ends[fresh]
+            armed.add(slot[new], key[new], self._now)
+            np.add.at(self._count, changed[0][fresh[end_arm]], 1)
+        if spend.any():
+            e = ends[spend]
+            self._spent.add(slot[e], key[e], flow[order[e]], self._now)
+        changed.append(_bucket(key[kind == _ARM]))  # and the bits set for this batch
         changed = np.concatenate(changed)
         self._bitmap[changed] = self._count[changed] > 0
 
     def _prune(self) -> None:
         """Forget spent keys past ``orphan_ns`` and armed ones past the horizon (or past
         ``max_keys``, oldest first)."""
-        if len(self._spent.drop_older(self._now - self.orphan_ns)):
-            self._spent_ports = None
-        if len(self._spent) > self.max_keys:
-            self._spent.drop_older(int(np.partition(self._spent.time, -self.max_keys)[-self.max_keys]) - 1)
-            self._spent_ports = None
+        self._spent.drop_older(self._now - self.orphan_ns)
         armed = self._armed
+        if armed.oldest > self._now - self.horizon_ns and len(armed) <= self.max_keys:
+            return
         gone = [armed.drop_older(self._now - self.horizon_ns)]
         if len(armed) > self.max_keys:  # a flood of SYN-ACKs: keep the newest
             before = len(armed)
@@ -319,7 +416,7 @@ class Prefilter:
         gone = np.concatenate(gone)
         if len(gone):
             b = _bucket(gone)
-            _add(self._count, b, -1)
+            np.subtract.at(self._count, b, 1)
             self._bitmap[b] = self._count[b] > 0
 
     def state(self) -> tuple:
@@ -328,7 +425,11 @@ class Prefilter:
 
     def restore(self, state: tuple) -> None:
         armed, spent, self._now, self.dropped = state
-        self._armed, self._spent, self._spent_ports = _Slots(*armed), _Slots(*spent), None
+        self._armed, self._spent = _Armed(*armed), _Spent(self.orphan_ns)
+        slot, key, flow, time = spent
+        for t in np.unique(time):
+            at = time == t
+            self._spent.add(slot[at], key[at], flow[at], int(t))
         self._count = np.bincount(_bucket(self._armed.key), minlength=_BUCKETS).astype(np.int32)
         self._bitmap = self._count > 0
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -231,3 +230,18 @@ def test_the_prefilter_carries_on_in_another_process(tmp_path):
         r.pop("seconds")
     assert results[0] == results[1]
     assert results[0]["handshakes"] == json.loads(path.with_name(path.name + ".expected.json").read_text())["handshakes"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.iterdir() if p.suffix in (".pcap", ".pcapng")))
+def test_addresses_are_those_select_decodes(name):
+    """The prefilter's cheap read of the addresses (one read for an all-IPv4 batch) gives
+    what ``select`` decodes, for IPv4 and IPv6 alike, in batches of one kind or both."""
+    for chunk in (4096, None):
+        for batch in CaptureReader(CORPUS / name, chunk_size=chunk).batches():
+            rows = np.arange(len(batch))
+            segments = batch.select(rows)
+            want = [np.ascontiguousarray(segments[f]).view(">u8").reshape(-1, 2)[:, k]
+                    for f in ("src", "dst") for k in (0, 1)]
+            got = batch.addresses(rows)
+            for g, w in zip(got, want):
+                assert np.array_equal(np.broadcast_to(g, len(rows)), w.astype(np.uint64))

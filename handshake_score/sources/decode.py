@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CaptureError
-from ..segments import SEGMENT, TcpBatch
+from ..segments import SEGMENT, ZERO_HIGH, TcpBatch
 from .records import Records, be_u64, be_views, le_views
 
 LINKTYPES = {
@@ -195,6 +195,10 @@ def decode(rec: Records) -> TcpBatch:
     def addresses(i: np.ndarray):
         i = np.asarray(i, np.int64)
         o3, v4 = l3[i], version[i] == 4
+        if v4.all():  # as in most captures: the two addresses in one read
+            both = b.u64(o3 + 12)
+            mapped = np.uint64(0xFFFF << 32)  # ::ffff:a.b.c.d, as in SEGMENT
+            return ZERO_HIGH, (both >> np.uint64(32)) | mapped, ZERO_HIGH, (both & np.uint64(0xFFFFFFFF)) | mapped
         out = []
         for v4_at, v6_at in ((12, 8), (16, 24)):  # src, dst
             high = np.zeros(len(i), np.uint64)
