@@ -81,8 +81,8 @@ class SpeakersPerformer(LivePerformer):
                 raise HandshakeScoreError(f"cannot open the sound output: {e}") from None
         self.rate = rate
         self.sounds = kind_sounds(orchestra, rate)
-        self._voices: deque = deque()  # (start in stream seconds, sound, gains) handed to the callback
-        self._playing: list = []        # the callback's own: [next frame of the sound, sound, gains]
+        self._voices: deque = deque()  # (start in stream seconds, stereo sound) handed to the callback
+        self._playing: list = []        # the callback's own: [next frame of the sound, stereo sound]
         self._lock = threading.Lock()
         try:
             self.stream = sd.OutputStream(samplerate=rate, channels=2, dtype="float32", blocksize=BLOCK_FRAMES,
@@ -98,7 +98,7 @@ class SpeakersPerformer(LivePerformer):
         lead = self._lead_s if self._lead_s and self._lead_s > 0 else self.stream.latency
         self.delay_s = max(lead, self.stream.latency) + 2 * BLOCK_FRAMES / rate
         self._lead_min_s = max(lead, self.stream.latency) + BLOCK_FRAMES / rate  # a voice placed later is late
-        self._placed: dict[int, int] = {}  # cued notes: their deadlines, perf_counter_ns
+        self._placed: dict[int, tuple] = {}  # cued notes: (deadline perf_counter_ns, the voice's stereo sound)
         self._sounded: int | None = None
 
     def prepare(self, score, times_ns: np.ndarray) -> Part:
@@ -119,16 +119,21 @@ class SpeakersPerformer(LivePerformer):
         else:  # a MIDI file's notes: no hosts, in the middle
             keep(self._gains, note, [np.full(2, np.sqrt(0.5), np.float32)] * len(notes))
 
+    def _stereo(self, note: int) -> np.ndarray:
+        """The note's sound panned: made before it is due, so the audio callback (which holds
+        Python's lock while it mixes, and so holds up every other performer) only adds."""
+        return self.sounds[self._kinds[note]][:, None] * self._gains[note]
+
     def cue(self, note: int, at_ns: int) -> None:
-        self._placed[note] = at_ns
+        self._placed[note] = (at_ns, self._stereo(note))
 
     def strike(self, note: int) -> bool:
-        now, at = self.stream.time, self._placed.pop(note, None)
+        now, (at, stereo) = self.stream.time, self._placed.pop(note, (None, None))
         # placed by its deadline: the call's lateness taken out (both clocks read now, so they agree)
         late = (time.perf_counter_ns() - at) / 1e9 if at is not None else None
         if late is None or late > self.delay_s - self._lead_min_s:  # live (not cued), or too late for its place
             late, at = 0.0, None
-        self._voices.append((now + self.delay_s - late, self.sounds[self._kinds[note]], self._gains[note]))
+        self._voices.append((now + self.delay_s - late, stereo if stereo is not None else self._stereo(note)))
         self._sounded = at
         return True
 
@@ -146,15 +151,15 @@ class SpeakersPerformer(LivePerformer):
         out.fill(0)
         with self._lock:
             while self._voices:
-                start, snd, gains = self._voices.popleft()
+                start, snd = self._voices.popleft()
                 # where in this buffer the voice begins (negative: it is late, so begin now)
                 offset = round((start - when.outputBufferDacTime) * self.rate)
                 if offset < -LATE_FRAMES:
                     self.late += 1
-                self._playing.append([-offset if offset > 0 else 0, snd, gains])
+                self._playing.append([-offset if offset > 0 else 0, snd])
             kept = []
             for voice in self._playing:
-                at, snd, gains = voice
+                at, snd = voice
                 lead = -at if at < 0 else 0  # frames of silence before it starts in this buffer
                 if lead >= frames:
                     voice[0] = at + frames
@@ -162,7 +167,7 @@ class SpeakersPerformer(LivePerformer):
                     continue
                 begin = max(at, 0)
                 n = min(frames - lead, len(snd) - begin)
-                out[lead:lead + n] += snd[begin:begin + n, None] * gains
+                out[lead:lead + n] += snd[begin:begin + n]
                 voice[0] = begin + n
                 if voice[0] < len(snd):
                     kept.append(voice)
