@@ -36,7 +36,6 @@ page's `hsStage.notes`.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import sys
 import time
@@ -50,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from bench_live import Load, code_state, cpu_seconds, lo_packets, traffic_main  # noqa: E402
+from bench_live import Load, Traffic, code_state, cpu_seconds, lo_packets  # noqa: E402
 from handshake_score.capture.live import LiveCapture  # noqa: E402
 from handshake_score.orchestra import DEFAULT  # noqa: E402
 from handshake_score.play.browser import BrowserPerformer  # noqa: E402
@@ -100,37 +99,6 @@ class TimedStage(BrowserPerformer):
         row = self.score.notes[note]
         self.book.append((int(row["kind"]), int(row["client_port"]), int(row["server_port"]), time.time_ns()))
         return super().strike(note)
-
-
-class Handshakes:
-    """bench_live's traffic process at our rate: the echo server, then ``CONN_RATE`` connections a second."""
-
-    def __init__(self, duration: float):
-        self.conn, child = mp.Pipe()
-        self.proc = mp.Process(target=traffic_main, args=(child, CONN_RATE, duration), daemon=True)
-
-    def __enter__(self):
-        self.proc.start()
-        self.port = self.conn.recv()
-        self.result = None
-        return self
-
-    def go(self):
-        self.conn.send("go")
-
-    def done(self) -> bool:
-        if self.result is None and self.conn.poll():
-            self.result = self.conn.recv()
-        return self.result is not None
-
-    def __exit__(self, *exc):
-        try:
-            self.conn.send("bye")
-        except OSError:
-            pass
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
 
 
 def page_clock(page) -> tuple[float, float]:
@@ -186,7 +154,7 @@ def run(load: Load, browser_ctx, background: int, duration: float) -> dict:
     load.set(background)
     time.sleep(WARMUP_S)
     window = {}
-    with Handshakes(duration) as traffic:
+    with Traffic(duration, CONN_RATE) as traffic:
         # every background packet, but no other handshake's opening packets: other programs on this
         # machine (a test suite, say) make connections on lo too, and their ACKs alone make no note
         live = LiveCapture("lo", f"tcp and (tcp[tcpflags] & (tcp-syn|tcp-rst) == 0 or tcp port {traffic.port})")

@@ -233,9 +233,11 @@ def traffic_main(conn, rate: float, duration: float) -> None:
 
 
 class Traffic:
-    def __init__(self, duration: float):
+    """The traffic process: the echo server, then ``rate`` connections a second for ``duration`` s."""
+
+    def __init__(self, duration: float, rate: float = CONN_RATE):
         self.conn, child = mp.Pipe()
-        self.proc = mp.Process(target=traffic_main, args=(child, CONN_RATE, duration), daemon=True)
+        self.proc = mp.Process(target=traffic_main, args=(child, rate, duration), daemon=True)
 
     def __enter__(self):
         self.proc.start()
