@@ -17,10 +17,14 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import signal
 from contextlib import contextmanager
 from typing import BinaryIO, Iterator
 
 from .errors import HandshakeScoreError
+
+
+_STOPPING = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 class OutputExistsError(HandshakeScoreError):
@@ -61,8 +65,16 @@ def atomic_write(path: str | os.PathLike, force: bool = False) -> Iterator[Binar
             os.makedirs(folder, exist_ok=True)
         except OSError as e:
             raise HandshakeScoreError(f"{folder}: cannot create the folder: {e.strerror or e}") from None
-    fd, tmp = _create_beside(folder or ".", name)
+    # Ctrl-C, SIGTERM and SIGHUP wait while the temporary file is made, so none comes between
+    # its creation and the ``try`` that removes it (a signal held is raised at the first line of it)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
     try:
+        fd, tmp = _create_beside(folder or ".", name)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         _remove_stale(folder or ".", name)  # what a killed run left
         with os.fdopen(fd, "wb") as f:  # closed, so unlocked, only once renamed
             yield f
@@ -90,7 +102,7 @@ def _create_beside(folder: str, name: str) -> tuple[int, str]:
             continue
         except OSError as e:
             raise HandshakeScoreError(f"{os.path.join(folder, name)}: cannot write: {e.strerror or e}") from None
-        try:  # a Ctrl-C from here on must not leave the file behind
+        try:  # an exception from here on must not leave the file behind
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             except OSError:
