@@ -362,3 +362,131 @@ def test_the_extremes_of_every_range_load_and_write_back(tmp_path):
     assert dumps(score) == text
     save_score(score, tmp_path / "edge.score")
     assert (tmp_path / "edge.score").read_text() == text
+
+
+# -- the fast reading (issue 13) and the exact one agree -----------------------------------------------------
+
+from handshake_score import scorefile  # noqa: E402
+
+
+def _both_readings(text: str):
+    """The notes and hosts as the fast reading (numpy, from the bytes) and the exact one (line by line) give them."""
+    fast = scorefile._fast_score(*scorefile._padded(text.encode()), "x")
+    assert fast is not None, "a score as hs writes it is read the fast way"
+    exact = scorefile._loads(text, "x")
+    return fast, exact
+
+
+def _assert_same(fast, exact):
+    assert fast.notes.dtype == exact.notes.dtype
+    assert np.array_equal(fast.notes, exact.notes)
+    assert fast.hosts == exact.hosts  # the same order: clients by first appearance, then servers
+    assert (fast.start_ns, fast.sources, fast.options, fast.tool) == (exact.start_ns, exact.sources, exact.options,
+                                                                        exact.tool)
+    assert fast.orchestra.as_dict() == exact.orchestra.as_dict()
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_the_fast_and_exact_readings_agree_on_every_corpus_score(name):
+    _assert_same(*_both_readings(dumps(compose([CORPUS / name]).score)))
+
+
+def test_the_fast_and_exact_readings_agree_on_a_large_synthetic_score(tmp_path):
+    """300,000 notes: more than one of the fast reading's blocks of lines; IPv4 and IPv6 hosts, missing delays."""
+    score = synthetic_score(300_000, seed=5)
+    text = dumps(score)
+    fast, exact = _both_readings(text)
+    _assert_same(fast, exact)
+    assert (fast.notes["syn_to_syn_ack_ns"] == NO_DELAY).any() and len(fast.hosts) == len(score.hosts)
+    path = tmp_path / "big.score"
+    path.write_text(text)
+    assert np.array_equal(load_score(path).notes, exact.notes)
+
+
+def test_a_score_hs_did_not_write_byte_for_byte_still_reads_the_same():
+    """An address no ASCII holds (a pseudonym in another script) is the exact reading's: the same score."""
+    text = good_text().replace("172.18.0.3", "h\u00f4te-3")
+    assert "h\u00f4te-3" in text
+    assert scorefile._fast_score(*scorefile._padded(text.encode()), "x") is None
+    assert "h\u00f4te-3" in loads(text).hosts
+
+
+def test_two_hosts_with_one_hash_are_never_taken_for_one():
+    """The fast reading numbers hosts by a hash, then checks every field against its host byte for byte."""
+    buf, lo, hi = scorefile._padded(b"10.0.0.1,10.0.0.2,10.0.0.1,")
+    words = scorefile._words(buf)
+    at = np.array([lo, lo + 9, lo + 18])
+    length = np.array([8, 8, 8])
+    labels, hosts = scorefile._fast_hosts(buf, words, np.array([7, 9, 7], np.uint64), at, length)
+    assert labels.tolist() == [0, 1, 0] and hosts == ["10.0.0.1", "10.0.0.2"]
+    assert scorefile._fast_hosts(buf, words, np.array([7, 7, 7], np.uint64), at, length) is None  # collision
+
+
+BIG_DAMAGES = [  # each as the exact reading says it
+    ("a field missing", lambda s: s.rsplit(",", 1)[0] + "\n", "10 fields, expected 11"),
+    ("a field too many", lambda s: s.replace("\n", ",1\n"), "12 fields, expected 11"),
+    ("a lone CR", lambda s: s.replace(",", ",\r", 1), "carriage return"),
+    ("CRLF", lambda s: s.replace("\n", "\r\n"), None),  # a spreadsheet's line end: read, not refused
+    ("leading zeros", lambda s: "0" + s, "is not an integer"),
+    ("a plus sign", lambda s: _field(s, 2, "+" + s.split(",")[2]), "is not an integer"),
+    ("minus zero", lambda s: _field(s, 9, "-0"), "is not an integer"),
+    ("a minus alone", lambda s: _field(s, 8, "-"), "is not an integer"),
+    ("a port too big", lambda s: _field(s, 6, "65536"), "out of range"),
+    ("attempt 0", lambda s: _field(s, 2, "0"), "out of range"),
+    ("a negative time", lambda s: _field(s, 0, "-1"), "out of range"),
+    ("an unknown source", lambda s: _field(s, 10, "3"), "not a source of the header"),
+    ("a bad kind", lambda s: _field(s, 1, "synack"), "unknown note kind"),
+    ("a kind's prefix", lambda s: _field(s, 1, "sy"), "unknown note kind"),
+    ("a bad outcome", lambda s: _field(s, 7, "completed"), "unknown outcome"),
+    ("a NUL in an outcome", lambda s: _field(s, 7, "complete\0"), "unknown outcome"),
+    ("a space in an address", lambda s: _field(s, 3, "10.0.0 .1"), "not an address"),
+    ("a quote in an address", lambda s: _field(s, 5, "10.0.0.1\"x"), None),  # csv: damaged, says where
+    ("a tab in an address", lambda s: _field(s, 5, "::1\t"), "not an address"),
+    ("an empty address", lambda s: _field(s, 3, ""), "not an address"),
+    ("an empty line", lambda s: "\n" + s, "1 fields, expected 11"),
+]
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+@pytest.mark.parametrize("what, damage, pattern", BIG_DAMAGES, ids=[d[0] for d in BIG_DAMAGES])
+def test_a_damage_anywhere_is_the_exact_readings_one_line(what, damage, pattern, where, tmp_path):
+    """load_score's fast reading gives up and the exact one names the line: the same one-line error as the
+    exact reading alone, whether the damage is in the first note, one in the middle or the last."""
+    lines = good_text().splitlines(keepends=True)
+    column = header_lines() - 1
+    i = {"first": column + 1, "middle": (column + len(lines)) // 2, "last": len(lines) - 1}[where]
+    lines[i] = damage(lines[i])
+    text = "".join(lines)
+    path = tmp_path / "bad.score"
+    path.write_bytes(text.encode())
+    try:
+        scorefile._loads(text, str(path))
+        expected = None
+    except ScoreFileError as e:
+        expected = str(e)
+    if pattern is None and expected is None:  # read alike, not refused
+        assert np.array_equal(load_score(path).notes, scorefile._loads(text, "x").notes)
+        return
+    assert expected is not None and f"{path}:{i + 1}: " in expected
+    if pattern:
+        assert pattern in expected, expected
+    with pytest.raises(ScoreFileError) as caught:
+        load_score(path)
+    assert (str(caught.value), caught.value.line) == (expected, i + 1)
+
+
+@pytest.mark.parametrize("what, where, pattern", [("leading zeros", 2**18 + 1, "time_ns: '0"),
+                                                  ("a field missing", -1, "10 fields, expected 11")])
+def test_a_damage_deep_in_a_large_score_is_named_by_its_line(what, where, pattern, tmp_path):
+    """270,000 notes, damaged in the first line of the fast reading's second block of lines, or in the last."""
+    text = dumps(synthetic_score(270_000, seed=2))
+    lines = text.splitlines(keepends=True)
+    column = next(i for i, line in enumerate(lines) if line.startswith("time_ns,"))
+    i = column + where if where > 0 else len(lines) - 1
+    damage = next(d for name, d, _ in BIG_DAMAGES if name == what)
+    lines[i] = damage(lines[i])
+    path = tmp_path / "bad.score"
+    path.write_text("".join(lines))
+    with pytest.raises(ScoreFileError) as caught:
+        load_score(path)
+    assert caught.value.line == i + 1 and str(caught.value).startswith(f"{path}:{i + 1}: {pattern}"), str(caught.value)
