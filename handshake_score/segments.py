@@ -101,12 +101,12 @@ class TcpBatch:
     reads the reader's buffer: use it before asking the reader for the next one.
     """
 
-    __slots__ = ("flags", "sport", "dport", "seq", "ack", "_select", "_addresses", "_times", "packets")
+    __slots__ = ("flags", "sport", "dport", "seq", "ack", "_select", "_addresses", "_times", "_context", "packets")
 
-    def __init__(self, flags, sport, dport, seq, ack, select, packets: int, addresses=None, times=None):
+    def __init__(self, flags, sport, dport, seq, ack, select, packets: int, addresses=None, times=None, context=None):
         self.flags, self.sport, self.dport, self.seq, self.ack = flags, sport, dport, seq, ack
         self._select, self.packets = select, packets
-        self._addresses, self._times = addresses, times
+        self._addresses, self._times, self._context = addresses, times, context
 
     def __len__(self) -> int:
         return len(self.flags)
@@ -135,3 +135,12 @@ class TcpBatch:
         rows = self._select(np.asarray(which, np.int64))
         halves = [np.ascontiguousarray(rows[f]).view(">u8").reshape(-1, 2) for f in ("src", "dst")]
         return tuple(h[:, k].astype(np.uint64) for h in halves for k in (0, 1))
+
+    def context(self, which: np.ndarray) -> np.ndarray | None:
+        """For segments ``which`` (indices), a ``uint64`` naming where each was seen:
+        its VLAN ids and the outer endpoints of the tunnels around it, the same in
+        both directions of a conversation, 0 for a segment with neither. None when
+        the reader was not asked for it (``Decapsulation(context=True)``)."""
+        if self._context is None:
+            return None
+        return self._context(np.asarray(which, np.int64))
