@@ -7,17 +7,20 @@ Header lines are ``# key: value`` with JSON values, written canonically
 (sorted keys, no spaces), so loading a score and writing it again gives the
 same bytes. A file that is not a score, or is damaged, raises
 :class:`ScoreFileError` naming the file and the line.
+
+>>> attempts = load_attempts("scores/a.score")  # hs rhythm: each attempt's call, a third of the work
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import mmap
 import os
 import re
 import time
 from itertools import chain
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, NamedTuple
 
 import numpy as np
 
@@ -123,20 +126,13 @@ def load_score(path: str | os.PathLike) -> Score:
     time by numpy from the bytes; anything else, or anything wrong, is read line by line, which
     names the first bad line."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            buf, lo, hi = _read_padded(f)
-    except OSError as e:
-        problem = "no such file" if isinstance(e, FileNotFoundError) else (e.strerror or str(e))
-        raise ScoreFileError(path, 0, problem) from None
-    if buf[lo:lo + 3].tobytes() == b"\xef\xbb\xbf":  # the byte order mark a spreadsheet may add
-        lo += 3
+    src, lo, hi = _mapped(path)
     magic = MAGIC.encode()
-    if buf[lo:lo + len(magic)].tobytes() == magic:
-        score = _fast_score(buf, lo, hi, path)
+    if src[lo:lo + len(magic)].tobytes() == magic:
+        score = _fast_score(src, lo, hi, path)
         if score is not None:
             return score
-    data = buf[lo:hi].tobytes()
+    data = src[lo:hi].tobytes()
     if not data.startswith(magic):  # a capture, an image...: say so before trying to decode it
         return _loads(data[:200].decode(errors="replace"), path)
     try:
@@ -146,18 +142,58 @@ def load_score(path: str | os.PathLike) -> Score:
     return _loads(text, path)
 
 
-_PAD = 32  # bytes either side of a score's text in memory, so any field can be read 8 bytes at a time
+class Attempts(NamedTuple):
+    """A score's attempts, one row each: its first note's columns, at the time of its SYN (of
+    its first note if it has none). ``client`` and ``server`` index ``hosts``."""
+
+    client: np.ndarray             # uint32
+    server: np.ndarray             # uint32
+    server_port: np.ndarray        # uint16
+    time_ns: np.ndarray            # int64, since the score's start
+    outcome: np.ndarray            # uint8, Outcome.ALL codes
+    syn_to_syn_ack_ns: np.ndarray  # int64, NO_DELAY where there is none
+    hosts: list[str]
+    span_ns: int                   # from the score's first note to its last
 
 
-def _read_padded(f: BinaryIO) -> tuple[np.ndarray, int, int]:
-    """A file's bytes in a numpy array with :data:`_PAD` zero bytes either side, read in place."""
-    size = os.fstat(f.fileno()).st_size
-    buf = np.zeros(size + 2 * _PAD, np.uint8)
-    got = f.readinto(memoryview(buf)[_PAD:_PAD + size]) or 0
-    rest = f.read()  # a pipe, or a file that grew meanwhile
-    if got == size and not rest:
-        return buf, _PAD, _PAD + size
-    return _padded(buf[_PAD:_PAD + got].tobytes() + rest)
+def load_attempts(path: str | os.PathLike) -> Attempts | None:
+    """The attempts of a score file, one row each, read for an analysis of who calls whom
+    (``hs rhythm``): a third of the work of :func:`load_score`. None when the file is not as hs
+    writes it, or has a fault (:func:`load_score` then reads it, and names the first bad line).
+
+    What is checked is what the analysis reads: the header, as :func:`load_score` checks it;
+    every note line's shape (eleven fields, ``\\n`` line ends); on every line its time (in
+    range, in time order), kind and attempt number; on each attempt's first line its client,
+    server, server port, outcome and SYN->SYN-ACK delay, each as strictly as :func:`load_score`
+    checks it. What it does not read (the client port, the SYN-ACK->ACK delay, the source, and
+    the rest of an attempt's later lines) is :func:`load_score`'s to check."""
+    path = os.fspath(path)
+    src, lo, hi = _mapped(path)
+    found = _fast_header(src, lo, hi, path)
+    if found is None:
+        return None
+    body, header = found
+    return _fast_attempts(src, body, hi, min(INT64_MAX, INT64_MAX - header[1]))
+
+
+def _mapped(path: str) -> tuple[np.ndarray, int, int]:
+    """A file's bytes as a numpy array, mapped rather than copied (the page cache's own pages:
+    a large score costs no memory of its own), and where its text starts (past a byte order
+    mark, which a spreadsheet may add) and ends."""
+    try:
+        with open(path, "rb") as f:
+            try:
+                data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (ValueError, OSError):  # empty, or not a regular file (a pipe): read it
+                data = f.read()
+    except OSError as e:
+        problem = "no such file" if isinstance(e, FileNotFoundError) else (e.strerror or str(e))
+        raise ScoreFileError(path, 0, problem) from None
+    src = np.frombuffer(data, np.uint8)
+    return src, 3 if src[:3].tobytes() == b"\xef\xbb\xbf" else 0, len(src)
+
+
+_PAD = 32  # zero bytes either side of a block of lines in memory, so any field can be read 8 bytes at a time
 
 
 def _padded(data: bytes) -> tuple[np.ndarray, int, int]:
@@ -451,16 +487,19 @@ def _columns(cols: list, n_sources: int, max_time: int = INT64_MAX,
 
 # -- the fast reading: a score as hs writes it, a column at a time from the bytes --------------------------
 #
-# Every field is read 8 bytes at a time (an unaligned uint64 view of the padded text) and checked
-# as strictly as the exact reading checks it; anything it does not expect (quotes, CRs, non-ASCII
-# text, a value out of range, a second pair of hosts with one hash...) makes it give up, and the
-# exact reading then names the first bad line.
+# The note lines are read in blocks of about :data:`_BLOCK_BYTES`, each copied into one padded
+# buffer (its arrays stay in the CPU's caches, and a large score costs no copy of itself). Every
+# field is read 8 bytes at a time (an unaligned uint64 view of the buffer) and checked as strictly
+# as the exact reading checks it; anything it does not expect (quotes, CRs, non-ASCII text, a
+# value out of range, a second pair of hosts with one hash...) makes it give up, and the exact
+# reading then names the first bad line.
 
 _M64 = (1 << 64) - 1
 _LOW = np.array([(1 << 8 * c) - 1 for c in range(9)], np.uint64)   # the first c bytes of a word
 _HIGH = np.array([0] + [_M64 ^ ((1 << 8 * (8 - c)) - 1) for c in range(1, 9)], np.uint64)  # the last c
 _ZEROS = 0x3030303030303030  # "00000000"
-_LINES_AT_ONCE = 1 << 18  # note lines a block: its arrays stay in the CPU's caches
+_BLOCK_BYTES = 1 << 22  # note lines a block (about 50,000 of them)
+_SYN, _FIELDS = KIND_CODE[Kind.SYN], len(COLUMNS)
 
 
 def _words(buf: np.ndarray) -> np.ndarray:
@@ -486,9 +525,10 @@ def _vocabulary(words: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndar
 _KINDS, _OUTCOMES = _vocabulary(Kind.ALL), _vocabulary(Outcome.ALL)
 
 
-def _fast_score(buf: np.ndarray, lo: int, hi: int, path: str) -> Score | None:
-    """The score in ``buf[lo:hi]`` (padded, see :func:`_padded`) if it is as hs writes it, else None."""
-    text = buf[lo:hi]
+def _fast_header(src: np.ndarray, lo: int, hi: int, path: str) -> tuple[int, tuple] | None:
+    """Where the note lines of the score in ``src[lo:hi]`` start, and its header as :func:`_header`
+    gives it; None if the header is not as hs writes it."""
+    text = src[lo:hi]
     ends = np.flatnonzero(text[:1 << 20] == 10)  # the header is small: its lines are in the first MB
     column = next((i for i, e in enumerate(ends) if text[0 if i == 0 else ends[i - 1] + 1] != ord("#")), None)
     if column is None or column < 1:
@@ -501,74 +541,185 @@ def _fast_score(buf: np.ndarray, lo: int, hi: int, path: str) -> Score | None:
     if "\r" in head or lines[0] != MAGIC + str(FORMAT):
         return None
     try:
-        number, start_ns, sources, options, orchestra, tool = _header(lines, path)
+        header = _header(lines, path)
     except ScoreFileError:
         return None  # said by the exact reading, with everything before it checked first
-    if lines[number - 1] != ",".join(COLUMNS):
+    if lines[header[0] - 1] != ",".join(COLUMNS):
         return None
-    found = _fast_notes(buf, lo + int(ends[column]) + 1, hi, len(sources), min(INT64_MAX, INT64_MAX - start_ns))
+    return lo + int(ends[column]) + 1, header
+
+
+def _fast_score(src: np.ndarray, lo: int, hi: int, path: str) -> Score | None:
+    """The score in ``src[lo:hi]`` if it is as hs writes it, else None."""
+    found = _fast_header(src, lo, hi, path)
     if found is None:
         return None
-    return Score(*found, sources, start_ns, options, orchestra, tool)
+    body, (_, start_ns, sources, options, orchestra, tool) = found
+    notes = _fast_notes(src, body, hi, len(sources), min(INT64_MAX, INT64_MAX - start_ns))
+    return None if notes is None else Score(*notes, sources, start_ns, options, orchestra, tool)
 
 
-def _fast_notes(buf: np.ndarray, lo: int, hi: int, n_sources: int, max_time: int):
-    """(notes, hosts) of the note lines in ``buf[lo:hi]``, or None at anything unexpected."""
+def _line_blocks(src: np.ndarray, lo: int, hi: int) -> Iterator[tuple[np.ndarray, np.ndarray] | None]:
+    """The note lines of ``src[lo:hi]`` a block at a time, as (buffer, e): the block copied into a
+    buffer padded with zeros, and where each field of each line ends in it (lines x 11; a field
+    starts after the one before it ends, see :func:`_starts`). None for a block whose lines do
+    not have eleven fields each."""
+    pad = np.zeros(_BLOCK_BYTES + (1 << 16) + 2 * _PAD, np.uint8)
+    at = lo
+    while at < hi:
+        end = min(at + _BLOCK_BYTES, hi)
+        while src[end - 1] != 10:  # to the end of its line (the file ends with one)
+            more = np.flatnonzero(src[end:end + (1 << 12)] == 10)
+            end = end + int(more[0]) + 1 if len(more) else min(end + (1 << 12), hi)
+        n = end - at
+        if len(pad) < n + 2 * _PAD:  # a line of more than 64 KB: no score has one, a damaged file may
+            pad = np.zeros(n + 2 * _PAD, np.uint8)
+        pad[_PAD:_PAD + n] = src[at:end]
+        pad[_PAD + n:2 * _PAD + n] = 0
+        newline = pad[:_PAD + n] == 10  # with the zeros before: positions in the buffer
+        separators = np.flatnonzero(newline | (pad[:_PAD + n] == 44))
+        lines = np.count_nonzero(newline)
+        e = separators.reshape(-1, _FIELDS) if len(separators) == lines * _FIELDS else None
+        if e is None or not newline[e[:, -1]].all():  # so every line has ten commas and its line end
+            yield None
+            return
+        yield pad, e
+        at = end
+
+
+def _starts(e: np.ndarray, i: int) -> np.ndarray:
+    """Where field ``i`` of each line starts, from where the fields end (see :func:`_line_blocks`)."""
+    if i:
+        return e[:, i - 1] + 1
+    s = np.empty(len(e), np.int64)
+    s[0] = _PAD
+    s[1:] = e[:-1, -1] + 1
+    return s
+
+
+def _column(name: str, buf, words, s, e, n_sources: int = 0, max_time: int = INT64_MAX) -> np.ndarray | None:
+    """One column of a block's lines (``s``, ``e``: its fields' starts and ends), or None."""
+    if name in ("kind", "outcome"):
+        return _fast_words(words, s, e, _KINDS if name == "kind" else _OUTCOMES)
+    hi = max_time if name == "time_ns" else n_sources if name == "source" else None
+    return _fast_int(buf, words, s, e, name, name.endswith("_ns") and name != "time_ns", hi)
+
+
+def _fast_notes(src: np.ndarray, lo: int, hi: int, n_sources: int, max_time: int):
+    """(notes, hosts) of the note lines in ``src[lo:hi]``, or None at anything unexpected.
+    ``max_time``: the latest ``time_ns`` the score's start allows."""
     if lo == hi:
         return np.zeros(0, NOTE), []
-    if buf[hi - 1] != 10:
+    if src[hi - 1] != 10:
         return None
-    ends = np.flatnonzero(buf[lo:hi] == 10) + lo  # each line's "\n"
-    n = len(ends)
-    notes = np.zeros(n, NOTE)
-    words = _words(buf)
-    hashes = np.empty(2 * n, np.uint64)  # every client's, then every server's
-    host_at = np.empty(2 * n, np.int64)
-    host_length = np.empty(2 * n, np.int64)
-    for a in range(0, n, _LINES_AT_ONCE):
-        b = min(a + _LINES_AT_ONCE, n)
-        start = lo if a == 0 else int(ends[a - 1]) + 1
-        block = buf[start:int(ends[b - 1]) + 1]
-        commas = np.flatnonzero(block == 44)
-        if len(commas) != (b - a) * (len(COLUMNS) - 1):
+    lines = sum(int(np.count_nonzero(src[a:min(a + _BLOCK_BYTES, hi)] == 10)) for a in range(lo, hi, _BLOCK_BYTES))
+    notes = np.zeros(lines, NOTE)
+    done, clients, servers = 0, [], []
+    for block in _line_blocks(src, lo, hi):
+        if block is None:
             return None
-        e = np.empty((b - a, len(COLUMNS)), np.int64)  # where each field ends
-        e[:, :-1] = commas.reshape(b - a, len(COLUMNS) - 1)
-        e[:, :-1] += start
-        e[:, -1] = ends[a:b]
-        if np.any(e[:, -2] > e[:, -1]) or np.any(e[1:, 0] < e[:-1, -1]):
-            return None  # the commas sorted, so these mean each line has its ten
-        s = np.empty_like(e)  # where each field starts
-        s[:, 1:] = e[:, :-1] + 1
-        s[0, 0] = start
-        s[1:, 0] = e[:-1, -1] + 1
-        at = notes[a:b]
+        buf, e = block
+        words = _words(buf)
+        at = notes[done:done + len(e)]
         for i, name in enumerate(COLUMNS):
-            if name in ("kind", "outcome"):
-                codes = _fast_words(words, s[:, i], e[:, i], _KINDS if name == "kind" else _OUTCOMES)
-                if codes is None:
+            if name in ("client", "server"):
+                host = _fast_host(words, _starts(e, i), e[:, i])
+                if host is None:
                     return None
-                at[name] = codes
-            elif name in ("client", "server"):
-                rows = slice(a, b) if name == "client" else slice(n + a, n + b)
-                h = _fast_host_hash(buf, words, s[:, i], e[:, i])
-                if h is None:
-                    return None
-                hashes[rows], host_at[rows], host_length[rows] = h, s[:, i], e[:, i] - s[:, i]
-            else:
-                hi_ = max_time if name == "time_ns" else n_sources if name == "source" else None
-                values = _fast_int(buf, words, s[:, i], e[:, i], name, name.endswith("_ns") and name != "time_ns", hi_)
-                if values is None:
-                    return None
-                at[name] = values
-    if n > 1 and np.any(np.diff(notes["time_ns"]) < 0):
-        return None
-    found = _fast_hosts(buf, words, hashes, host_at, host_length)
+                (clients if name == "client" else servers).append(host)
+                continue
+            values = _column(name, buf, words, _starts(e, i), e[:, i], n_sources, max_time)
+            if values is None:
+                return None
+            at[name] = values
+        if np.any(np.diff(at["time_ns"]) < 0) or (done and at["time_ns"][0] < notes["time_ns"][done - 1]):
+            return None
+        done += len(e)
+    hosts = clients + servers
+    del clients, servers
+    found = _fast_hosts(*_joined(hosts))
     if found is None:
         return None
     labels, hosts = found
-    notes["client"], notes["server"] = labels[:n], labels[n:]
+    notes["client"], notes["server"] = labels[:len(notes)], labels[len(notes):]
     return notes, hosts
+
+
+def _fast_attempts(src: np.ndarray, lo: int, hi: int, max_time: int) -> Attempts | None:
+    """:func:`load_attempts`'s reading of the note lines in ``src[lo:hi]``, or None."""
+    if lo == hi:
+        none = np.zeros(0, np.int64)
+        return Attempts(none.astype(np.uint32), none.astype(np.uint32), none.astype(np.uint16), none,
+                        none.astype(np.uint8), none, [], 0)
+    if src[hi - 1] != 10:
+        return None
+    c = {name: [] for name in ("attempt", "time_ns", "server_port", "outcome", "syn_to_syn_ack_ns", "syn_attempt",
+                               "syn_time")}
+    clients, servers = [], []
+    newest, first_time, last_time = 0, None, None  # the highest attempt number so far, the times
+    for block in _line_blocks(src, lo, hi):
+        if block is None:
+            return None
+        buf, e = block
+        words = _words(buf)
+        col = COLUMNS.index
+        time = _column("time_ns", buf, words, _starts(e, 0), e[:, 0], max_time=max_time)
+        kind = _column("kind", buf, words, _starts(e, 1), e[:, 1])
+        attempt = _column("attempt", buf, words, _starts(e, 2), e[:, 2])
+        if time is None or kind is None or attempt is None:
+            return None
+        if np.any(np.diff(time) < 0) or (last_time is not None and time[0] < last_time):
+            return None
+        first_time = time[0] if first_time is None else first_time
+        last_time = time[-1]
+        # attempts are numbered in the order of their first notes: a number above all before it is a new one
+        before = np.maximum.accumulate(np.concatenate([[newest], attempt[:-1]]))
+        first = np.flatnonzero(attempt > before)
+        newest = max(newest, int(attempt.max()))
+        ef = e[first]
+        for name in ("client", "server"):
+            host = _fast_host(words, _starts(ef, col(name)), ef[:, col(name)])
+            if host is None:
+                return None
+            (clients if name == "client" else servers).append(host)
+        for name in ("server_port", "outcome", "syn_to_syn_ack_ns"):
+            values = _column(name, buf, words, _starts(ef, col(name)), ef[:, col(name)]) if len(first) else attempt[:0]
+            if values is None:
+                return None
+            c[name].append(values)
+        syn = kind == _SYN
+        c["attempt"].append(attempt)
+        c["time_ns"].append(time[first])
+        c["syn_attempt"].append(attempt[syn])
+        c["syn_time"].append(time[syn])
+    c = {name: np.concatenate(parts) for name, parts in c.items()}
+    n = len(c["time_ns"])
+    syn_row = _rows(c["attempt"], c["syn_attempt"], newest, n)
+    if syn_row is None:
+        return None
+    time = c["time_ns"]
+    time[syn_row] = c["syn_time"]  # a call is at its SYN
+    hosts = clients + servers
+    del clients, servers
+    found = _fast_hosts(*_joined(hosts))
+    if found is None:
+        return None
+    labels, hosts = found
+    return Attempts(labels[:n], labels[n:], c["server_port"].astype(np.uint16), time,
+                    c["outcome"].astype(np.uint8), c["syn_to_syn_ack_ns"], hosts, int(last_time - first_time))
+
+
+def _rows(attempt: np.ndarray, wanted: np.ndarray, newest: int, n: int) -> np.ndarray | None:
+    """The row of each of the ``wanted`` attempt numbers among the ``n`` attempts, whose first notes
+    ``attempt`` (every note's number, in the file's order) numbers in increasing order up to
+    ``newest``; None if a note's number is no attempt's (numbered out of order: load_score's)."""
+    if newest == n:  # numbered 1, 2, ... n: every note's number is an attempt's
+        return wanted.astype(np.int64) - 1
+    numbers = attempt[np.flatnonzero(attempt > np.maximum.accumulate(np.concatenate([[0], attempt[:-1]])))]
+    row = np.minimum(np.searchsorted(numbers, attempt), n - 1)  # gaps (a filter thinned the score)
+    if not np.array_equal(numbers[row], attempt):
+        return None
+    return np.searchsorted(numbers, wanted)
 
 
 def _fast_int(buf, words, s, e, name: str, missing_ok: bool, hi: int | None) -> np.ndarray | None:
@@ -585,15 +736,16 @@ def _fast_int(buf, words, s, e, name: str, missing_ok: bool, hi: int | None) -> 
     if np.any((buf[s] == 48) & (length > 1)):
         return None  # a leading zero
     magnitude = np.zeros(len(s), np.uint64)
-    bad = np.zeros(len(s), bool)
+    bad = np.zeros(len(s), np.uint64)
     scale, shortest = 1, int(length.min())
     for k in range(0, int(length.max()), 8):  # 8 digits at a time, from the last
         w = words[e - k - 8]
         if shortest < k + 8:  # some have fewer digits: "0"s before them
             keep = _HIGH[np.clip(length - k, 0, 8)]
             w = (w & keep) | (~keep & _ZEROS)
-        bad |= (w & 0xF0F0F0F0F0F0F0F0) != _ZEROS  # each byte "0" to "9"
-        bad |= ((w + 0x0606060606060606) & 0xF0F0F0F0F0F0F0F0) != _ZEROS
+        # each byte "0" to "9": its high nibble 3, and still 3 with 6 added
+        bad |= (w & 0xF0F0F0F0F0F0F0F0) ^ _ZEROS
+        bad |= ((w + 0x0606060606060606) & 0xF0F0F0F0F0F0F0F0) ^ _ZEROS
         w -= _ZEROS  # the first digit in the lowest byte: pairs, fours, then eight
         w = (w * 10 + (w >> 8)) & 0x00FF00FF00FF00FF
         w = (w * 100 + (w >> 16)) & 0x0000FFFF0000FFFF
@@ -626,7 +778,7 @@ def _fast_words(words, s, e, vocabulary) -> np.ndarray | None:
     if int(length.max()) > 15:
         return None
     first = words[s] & _LOW[np.clip(length, 0, 8)]
-    second = words[s + 8] & _LOW[np.clip(length - 8, 0, 8)]
+    second = words[s + 8] & _LOW[np.clip(length - 8, 0, 8)] if int(length.max()) > 8 else np.uint64(0)
     table, w1, w2 = vocabulary
     codes = table[(length << 8) | (first & 0xFF).astype(np.int64)]  # a guess by length and first letter
     if np.any((first != w1[codes]) | (second != w2[codes])):  # checked against the word itself
@@ -637,20 +789,17 @@ def _fast_words(words, s, e, vocabulary) -> np.ndarray | None:
 _HOST_WIDTH = 64  # longer hosts (no address is) go the exact way
 
 
-def _host_words(words, s, length) -> np.ndarray:
-    """Each host's bytes as uint64 words, zeros after its end (rows x words)."""
-    out = np.empty((len(s), max(1, -(-int(length.max()) // 8))), np.uint64)
-    for j in range(out.shape[1]):
-        out[:, j] = words[s + 8 * j] & _LOW[np.clip(length - 8 * j, 0, 8)]
-    return out
-
-
-def _fast_host_hash(buf, words, s, e) -> np.ndarray | None:
-    """A 64-bit hash of each host field, having checked it is printable ASCII with no space or quote."""
+def _fast_host(words, s, e) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each host field's 64-bit hash and its bytes as uint64 words (rows x words, zeros after
+    its end), having checked it is printable ASCII with no space or quote; or None."""
     length = e - s
+    if not len(s):
+        return np.zeros(0, np.uint64), np.zeros((0, 1), np.uint64)
     if int(length.min()) < 1 or int(length.max()) > _HOST_WIDTH:
         return None
-    w = _host_words(words, s, length)
+    w = np.empty((len(s), -(-int(length.max()) // 8)), np.uint64)
+    for j in range(w.shape[1]):
+        w[:, j] = words[s + 8 * j] & _LOW[np.clip(length - 8 * j, 0, 8)]
     b = w.view(np.uint8).reshape(len(s), -1)
     printable = ((b - 0x21) <= 0x7E - 0x21) & (b != 0x22)  # "!" to "~" but '"': the zeros after fail
     if not np.array_equal(np.count_nonzero(printable, axis=1), length):
@@ -661,34 +810,47 @@ def _fast_host_hash(buf, words, s, e) -> np.ndarray | None:
         x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9
         x = (x ^ (x >> 27)) * 0x94D049BB133111EB
         h = np.where(length > 8 * j, x ^ (x >> 31), h)
-    return h
+    return h, w
 
 
-def _fast_hosts(buf, words, hashes, at, length) -> tuple[np.ndarray, list[str]] | None:
-    """Each host field's index into the hosts in order of first appearance (clients, then servers),
-    as :func:`_columns` numbers them; None if two different hosts share a hash."""
+def _joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The hashes and words of host fields from several blocks, the words widened to the widest."""
+    width = max(w.shape[1] for _, w in parts)
+    if all(w.shape[1] == width for _, w in parts):
+        return np.concatenate([h for h, _ in parts]), np.concatenate([w for _, w in parts])
+    words = np.zeros((sum(len(h) for h, _ in parts), width), np.uint64)
+    at = 0
+    for h, w in parts:
+        words[at:at + len(h), :w.shape[1]] = w
+        at += len(h)
+    return np.concatenate([h for h, _ in parts]), words
+
+
+def _fast_hosts(hashes: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
+    """Each host field's index into the hosts in order of first appearance (clients, then servers,
+    as :func:`_columns` numbers them), from their hashes and words (see :func:`_fast_host`);
+    None if two different hosts share a hash."""
+    if not len(hashes):
+        return np.zeros(0, np.uint32), []
     order = np.argsort(hashes)
     ordered = hashes[order]
     new = np.empty(len(ordered), bool)
     new[:1] = True
     new[1:] = ordered[1:] != ordered[:-1]
+    del ordered
     starts = np.flatnonzero(new)
     first = np.minimum.reduceat(order, starts)  # each hash's first field
     group = np.empty(len(order), np.int64)
-    group[order] = np.repeat(np.arange(len(starts)), np.diff(starts, append=len(order)))
+    group[order] = np.cumsum(new) - 1
+    del order, new
     appearance = np.argsort(first)
-    rank = np.empty(len(first), np.int64)
+    rank = np.empty(len(first), np.uint32)
     rank[appearance] = np.arange(len(first))
     labels = rank[group]
-    firsts = first[appearance]  # the field that shows each host first, in hosts' order
-    expected = _host_words(words, at[firsts], length[firsts])
-    for a in range(0, len(labels), _LINES_AT_ONCE):  # every field is its host, byte for byte
-        rows = slice(a, a + _LINES_AT_ONCE)
-        mine = labels[rows]
-        if not np.array_equal(length[rows], length[firsts][mine]):
+    del group
+    expected = words[first[appearance]]  # each host's bytes, from the field that shows it first
+    for a in range(0, len(labels), 1 << 18):  # every field is its host, byte for byte
+        if not np.array_equal(words[a:a + (1 << 18)], expected[labels[a:a + (1 << 18)]]):
             return None
-        got = _host_words(words, at[rows], length[rows])
-        if not np.array_equal(got, expected[mine][:, :got.shape[1]]):
-            return None
-    hosts = [buf[i:i + k].tobytes().decode("ascii") for i, k in zip(at[firsts].tolist(), length[firsts].tolist())]
-    return labels.astype(np.uint32), hosts
+    hosts = [h.decode("ascii") for h in np.ascontiguousarray(expected).view(f"S{8 * words.shape[1]}").ravel().tolist()]
+    return labels, hosts

@@ -320,6 +320,29 @@ def test_hs_rhythm_on_a_capture_and_its_score(tmp_path):
         "no periodic caller among 37 attempts (a caller needs 13+ calls on a schedule)\n"
 
 
+def test_hs_rhythm_reads_of_a_score_only_its_calls(tmp_path):
+    """hs rhythm reads a score file's calls (load_attempts), not every note: the same callers as the
+    whole score gives, and a fault in what it reads named by its line, as every command names it."""
+    from handshake_score.rhythm import read_rhythm_input
+    from handshake_score.scorefile import load_score
+
+    capture = craft_heartbeat(tmp_path / "beat.pcap")
+    hs("score", capture, "-o", tmp_path / "beat.score")
+    calls = read_rhythm_input([tmp_path / "beat.score"])
+    assert isinstance(calls, Calls) and len(calls.time_ns) == 37
+    found, whole = find_rhythm(calls), find_rhythm(load_score(tmp_path / "beat.score"))
+    assert found.callers == whole.callers and found.attempts == whole.attempts == 37
+    assert len(found.mask) == 37 and found.mask.sum() == 12  # of the calls: the caller's 12
+    lines = (tmp_path / "beat.score").read_text().splitlines(keepends=True)
+    column = next(i for i, line in enumerate(lines) if line.startswith("time_ns,"))
+    lines[column + 5] = "x" + lines[column + 5]
+    (tmp_path / "bad.score").write_text("".join(lines))
+    r = hs("rhythm", tmp_path / "bad.score", check=False)
+    assert r.returncode == 2 and r.stdout == ""
+    time_ns = lines[column + 5].split(",")[0]
+    assert r.stderr == f"hs: error: {tmp_path / 'bad.score'}:{column + 6}: time_ns: '{time_ns}' is not an integer\n"
+
+
 def test_hs_rhythm_anonymized_names_match_hs_score(tmp_path):
     capture = craft_heartbeat(tmp_path / "beat.pcap")
     data = json.loads(hs("rhythm", capture, "--json", "--anonymize", "--key", "k1").stdout)
@@ -581,8 +604,14 @@ def test_hs_play_live_names_a_caller_once_it_keeps_a_schedule():
         finally:
             p.send_signal(signal.SIGTERM)
             out, err = p.communicate(timeout=20)
-    said = [line for line in out.splitlines() if line.startswith("rhythm:")]
-    assert len(said) == 1, out  # once, for the caller on a schedule; never for the random one
+    rhythm = [line for line in out.splitlines() if line.startswith("rhythm:")]
+    assert not any(f":{other.port} " in line for line in rhythm), out  # never the random caller
+    # the caller across ports (both servers are 127.0.0.1) may be named too, before its
+    # port's schedule is plain under load; the one on a schedule is named exactly once
+    assert all(line.startswith("rhythm: 127.0.0.1 -> 127.0.0.1:* ") for line in rhythm
+               if f":{server.port} " not in line), out
+    said = [line for line in rhythm if f":{server.port} " in line]
+    assert len(said) == 1, out
     m = re.fullmatch(rf"rhythm: 127\.0\.0\.1 -> 127\.0\.0\.1:{server.port} every (0\.2[3-7]) s \((\d+) calls so far\)",
                      said[0])
     assert m and 6 <= int(m[2]) <= 10, said

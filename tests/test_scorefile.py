@@ -14,7 +14,7 @@ import pytest
 from conftest import CORPUS, ROOT, corpus_expectations
 from synthetic import synthetic_score
 
-from handshake_score.score import NO_DELAY, compose
+from handshake_score.score import KIND_CODE, NO_DELAY, compose
 from handshake_score.scorefile import ScoreFileError, dumps, load_score, loads, save_score, utc
 
 HS = [sys.executable, "-m", "handshake_score"]
@@ -413,13 +413,12 @@ def test_a_score_hs_did_not_write_byte_for_byte_still_reads_the_same():
 
 def test_two_hosts_with_one_hash_are_never_taken_for_one():
     """The fast reading numbers hosts by a hash, then checks every field against its host byte for byte."""
-    buf, lo, hi = scorefile._padded(b"10.0.0.1,10.0.0.2,10.0.0.1,")
-    words = scorefile._words(buf)
-    at = np.array([lo, lo + 9, lo + 18])
-    length = np.array([8, 8, 8])
-    labels, hosts = scorefile._fast_hosts(buf, words, np.array([7, 9, 7], np.uint64), at, length)
-    assert labels.tolist() == [0, 1, 0] and hosts == ["10.0.0.1", "10.0.0.2"]
-    assert scorefile._fast_hosts(buf, words, np.array([7, 7, 7], np.uint64), at, length) is None  # collision
+    buf, lo, hi = scorefile._padded(b"10.0.0.1,10.0.0.20,10.0.0.1,")
+    _, words = scorefile._fast_host(scorefile._words(buf), np.array([lo, lo + 9, lo + 19]),
+                                    np.array([lo + 8, lo + 18, lo + 27]))
+    labels, hosts = scorefile._fast_hosts(np.array([7, 9, 7], np.uint64), words)
+    assert labels.tolist() == [0, 1, 0] and hosts == ["10.0.0.1", "10.0.0.20"]
+    assert scorefile._fast_hosts(np.array([7, 7, 7], np.uint64), words) is None  # collision
 
 
 BIG_DAMAGES = [  # each as the exact reading says it
@@ -478,7 +477,7 @@ def test_a_damage_anywhere_is_the_exact_readings_one_line(what, damage, pattern,
 @pytest.mark.parametrize("what, where, pattern", [("leading zeros", 2**18 + 1, "time_ns: '0"),
                                                   ("a field missing", -1, "10 fields, expected 11")])
 def test_a_damage_deep_in_a_large_score_is_named_by_its_line(what, where, pattern, tmp_path):
-    """270,000 notes, damaged in the first line of the fast reading's second block of lines, or in the last."""
+    """270,000 notes (about 23 MB: several of the fast reading's blocks of lines), damaged deep inside or in the last."""
     text = dumps(synthetic_score(270_000, seed=2))
     lines = text.splitlines(keepends=True)
     column = next(i for i, line in enumerate(lines) if line.startswith("time_ns,"))
@@ -490,3 +489,148 @@ def test_a_damage_deep_in_a_large_score_is_named_by_its_line(what, where, patter
     with pytest.raises(ScoreFileError) as caught:
         load_score(path)
     assert caught.value.line == i + 1 and str(caught.value).startswith(f"{path}:{i + 1}: {pattern}"), str(caught.value)
+
+
+# -- load_attempts: what hs rhythm reads of a score -----------------------------------------------------------
+
+from handshake_score.rhythm import calls_of  # noqa: E402
+from handshake_score.rhythm.words import read_rhythm_input  # noqa: E402
+from handshake_score.scorefile import load_attempts  # noqa: E402
+
+
+def _assert_attempts_are_the_calls(attempts, score, by_name=False):
+    """load_attempts gives what rhythm's calls_of makes of the whole score, column for column (``by_name``:
+    the same host names, numbered as load_attempts meets them, which is the same numbering unless an
+    attempt's later line names a host no first line does)."""
+    calls = calls_of(score)
+    assert attempts is not None
+    assert attempts._fields == calls._fields
+    if by_name:
+        for side in ("client", "server"):
+            assert [attempts.hosts[i] for i in getattr(attempts, side).tolist()] == \
+                [calls.hosts[i] for i in getattr(calls, side).tolist()]
+        attempts = attempts._replace(client=calls.client, server=calls.server, hosts=calls.hosts)
+    for name, mine, theirs in zip(calls._fields, attempts, calls):
+        if isinstance(theirs, np.ndarray):
+            assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs), name
+        else:
+            assert mine == theirs, name
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_load_attempts_gives_the_calls_of_every_corpus_score(name, tmp_path):
+    save_score(compose([CORPUS / name]).score, tmp_path / "a.score")
+    _assert_attempts_are_the_calls(load_attempts(tmp_path / "a.score"), load_score(tmp_path / "a.score"))
+
+
+def test_load_attempts_on_a_large_score_and_a_thinned_one(tmp_path):
+    """300,000 notes (several blocks of lines; IPv4 and IPv6, missing delays), then the same with every
+    third attempt left out (attempt numbers with gaps) and the SYN-ACKs of every other one."""
+    score = synthetic_score(300_000, seed=7)
+    save_score(score, tmp_path / "a.score")
+    _assert_attempts_are_the_calls(load_attempts(tmp_path / "a.score"), load_score(tmp_path / "a.score"))
+    notes = score.notes
+    kept = score.with_notes((notes["attempt"] % 3 != 0) & ((notes["kind"] != KIND_CODE["syn-ack"])
+                                                           | (notes["attempt"] % 2 == 0)))
+    assert np.diff(np.unique(kept.notes["attempt"])).max() > 1
+    save_score(kept, tmp_path / "thin.score")
+    _assert_attempts_are_the_calls(load_attempts(tmp_path / "thin.score"), load_score(tmp_path / "thin.score"))
+
+
+def test_load_attempts_of_an_empty_score(tmp_path):
+    score = compose([CORPUS / "bgp-bgpsec.pcap"]).score
+    save_score(score.with_notes(np.zeros(len(score.notes), bool)), tmp_path / "empty.score")
+    a = load_attempts(tmp_path / "empty.score")
+    assert a is not None and len(a.time_ns) == 0 and a.hosts == [] and a.span_ns == 0
+
+
+def test_attempt_numbers_out_of_order_are_load_scores_to_read(tmp_path):
+    """Attempts numbered otherwise than in the order of their first notes: load_attempts gives up, and hs
+    rhythm's reading falls back to the whole score, whose calls are still right."""
+    lines = good_text().splitlines(keepends=True)
+    body = header_lines()
+    first = {}
+    for i in range(body, len(lines)):
+        first.setdefault(lines[i].split(",")[2], i)
+    a, b = list(first)[:2]  # the first two attempts' numbers, swapped on every line
+    swap = {a: b, b: a}
+    lines[body:] = [_field(line, 2, swap.get(line.split(",")[2], line.split(",")[2])) for line in lines[body:]]
+    path = tmp_path / "swapped.score"
+    path.write_text("".join(lines))
+    assert load_attempts(path) is None
+    read = read_rhythm_input([path])
+    assert read.notes is not None and np.array_equal(calls_of(read).time_ns, calls_of(load_score(path)).time_ns)
+
+
+# the column each of BIG_DAMAGES damages (None: a line's shape)
+_DAMAGED_COLUMN = {"a field missing": None, "a field too many": None, "a lone CR": 1, "CRLF": 10,
+                   "leading zeros": 0, "a plus sign": 2, "minus zero": 9, "a minus alone": 8, "a port too big": 6,
+                   "attempt 0": 2, "a negative time": 0, "an unknown source": 10, "a bad kind": 1,
+                   "a kind's prefix": 1, "a bad outcome": 7, "a NUL in an outcome": 7, "a space in an address": 3,
+                   "a quote in an address": 5, "a tab in an address": 5, "an empty address": 3, "an empty line": None}
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+@pytest.mark.parametrize("what, damage", [d[:2] for d in BIG_DAMAGES], ids=[d[0] for d in BIG_DAMAGES])
+def test_load_attempts_checks_every_field_it_reads(what, damage, where, tmp_path):
+    """A damage in a field load_attempts reads (time, kind and attempt on every line; the attempt's own
+    columns on its first line) makes it give up, and hs rhythm names the line as load_score does; a
+    damage in a field it does not read changes nothing it gives."""
+    lines = good_text().splitlines(keepends=True)
+    column_line = header_lines() - 1
+    i = {"first": column_line + 1, "middle": (column_line + len(lines)) // 2, "last": len(lines) - 1}[where]
+    number = lines[i].split(",")[2]
+    attempts_first = all(line.split(",")[2] != number for line in lines[column_line + 1:i])
+    lines[i] = damage(lines[i])
+    path = tmp_path / "bad.score"
+    path.write_bytes("".join(lines).encode())
+    column = _DAMAGED_COLUMN[what]
+    if column is None or column in (0, 1, 2) or (attempts_first and column in (3, 5, 6, 7, 8)):
+        assert load_attempts(path) is None
+        try:
+            expected = load_score(path)
+        except ScoreFileError as e:
+            with pytest.raises(ScoreFileError) as caught:
+                read_rhythm_input([path])
+            assert str(caught.value) == str(e) and caught.value.line == i + 1
+        else:  # not a fault (a lone CR ends a field as CRLF does): read whole, the same calls
+            _assert_attempts_are_the_calls(calls_of(read_rhythm_input([path])), expected)
+    else:
+        good = tmp_path / "good.score"
+        good.write_text(good_text())
+        _assert_attempts_are_the_calls(load_attempts(path), load_score(good))
+
+
+def test_load_attempts_never_disagrees_with_load_score_on_a_damaged_score(tmp_path):
+    """500 scores, each with one character put in, taken out or changed anywhere among its notes: whenever
+    load_attempts reads one that load_score reads too, it gives the calls of load_score's notes; when it
+    gives up, hs rhythm's reading gives load_score's score or its one-line error."""
+    import random
+
+    rng = random.Random(13)
+    text = good_text()
+    body = len(text) - len(text.split("\ntime_ns,", 1)[1].split("\n", 1)[1])  # where the notes start
+    path = tmp_path / "fuzzed.score"
+    gave_up = read_alike = 0
+    for _ in range(500):
+        at = rng.randrange(body, len(text))
+        char = rng.choice("0123456789,-\n\r.:ax\"")
+        fuzzed = rng.choice([text[:at] + char + text[at:], text[:at] + text[at + 1:],
+                             text[:at] + char + text[at + 1:]])
+        path.write_text(fuzzed)
+        attempts = load_attempts(path)
+        try:
+            score, error = load_score(path), None
+        except ScoreFileError as e:
+            score, error = None, str(e)
+        if attempts is None:
+            gave_up += 1
+            try:
+                read = read_rhythm_input([path])
+                assert score is not None and np.array_equal(read.notes, score.notes)
+            except ScoreFileError as e:
+                assert str(e) == error and "\n" not in str(e)
+        elif score is not None:
+            read_alike += 1
+            _assert_attempts_are_the_calls(attempts, score, by_name=True)
+    assert gave_up > 100 and read_alike > 50  # both ways taken

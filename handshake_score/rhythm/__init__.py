@@ -39,7 +39,9 @@ fewer than :data:`FEW_CALLS` calls, below :data:`FEW_P_VALUE` and at least
 than eight). A
 caller across ports is reported only where none of its callers on one port is
 periodic (a device that changes port every call, say). All of it is numpy over
-every caller at once, grouped by sorting: a million attempts take about a second.
+every caller at once, grouped by sorting, and ``hs rhythm`` on a score file reads only
+each attempt's call (:func:`~..scorefile.load_attempts`); ``benchmarks/RESULTS-rhythm.md``
+has the figures.
 
 :class:`CallLog` collects the calls of a capture as the tracker closes its
 attempts (``hs score``'s summary), and :class:`RhythmWatch` notices callers one

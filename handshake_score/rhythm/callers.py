@@ -196,14 +196,18 @@ def _caller(calls: Calls, rows: np.ndarray, stats: _Stats, i: int, across: bool)
         syn_to_syn_ack_ms=float(np.median(d1)) / 1e6 if len(d1) else None)
 
 
-def find_rhythm(score: Score, *, min_calls: int = MIN_CALLS, min_score: float = 0.0) -> Rhythm:
+def find_rhythm(score: Score | Calls, *, min_calls: int = MIN_CALLS, min_score: float = 0.0) -> Rhythm:
     """The periodic callers of ``score`` (most regular first) and the mask of the notes that
     belong to them: ``score.with_notes(rhythm.mask)`` is the heartbeat alone,
-    ``score.with_notes(~rhythm.mask)`` the network without it.
+    ``score.with_notes(~rhythm.mask)`` the network without it. Given the :class:`Calls`
+    alone (``hs rhythm`` reads no more of a score file), the mask is of the calls.
 
     ``min_calls``: a caller needs at least this many calls (at least 3); ``min_score``: and
     at least this score. A score without addresses (read from a MIDI file) has no callers.
     """
+    if isinstance(score, Calls):
+        callers, member = analyse(score, min_calls=min_calls, min_score=min_score)
+        return Rhythm(callers, len(score.time_ns), member >= 0, member)
     if not len(score.notes) or not score.hosts:
         if min_calls < 3:
             analyse(calls_of(score), min_calls=min_calls)  # says what is wrong with it

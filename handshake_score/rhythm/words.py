@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..score import Score
 from .call_log import CallLog
-from .callers import MIN_CALLS, Caller, Rhythm, _caller, _periodic, period_text
+from .callers import MIN_CALLS, Caller, Calls, Rhythm, _caller, _periodic, period_text
 
 
 def _p_text(p: float) -> str:
@@ -103,13 +103,16 @@ def summarize(log: CallLog, key: bytes | None = None, top: int = 3) -> Found:
     return Found(callers, len(log), not log.full, top, len(found))
 
 
-def read_rhythm_input(paths) -> Score:
-    """``hs rhythm``'s input: one score file, or captures scored in memory."""
+def read_rhythm_input(paths) -> Score | Calls:
+    """``hs rhythm``'s input, for :func:`~.callers.find_rhythm`: the calls of one score file
+    (read by :func:`~..scorefile.load_attempts`, a third of the work of reading the score; the
+    whole score if that reading gives up, so that a fault is named by its line), or captures
+    scored in memory."""
     import os
     from pathlib import Path
 
     from ..errors import HandshakeScoreError
-    from ..scorefile import MAGIC, load_score
+    from ..scorefile import MAGIC, load_attempts, load_score
 
     paths = [os.fspath(p) for p in paths]
     heads = []
@@ -122,7 +125,8 @@ def read_rhythm_input(paths) -> Score:
     if any(heads):
         if len(paths) > 1:
             raise HandshakeScoreError("hs rhythm takes one score file, or captures (not several scores, nor both)")
-        return load_score(paths[0])
+        attempts = load_attempts(paths[0])  # the columns the analysis reads, checked (see its docstring)
+        return load_score(paths[0]) if attempts is None else Calls(*attempts)
     from ..score import compose
     from ..sources.ring import expand
 
