@@ -1,7 +1,7 @@
 """Write a synthetic, seeded Ethernet capture of TCP connections, and its ground truth.
 
     python benchmarks/make_capture.py OUT [--packets N] [--format pcap|pcapng] [--snaplen 128]
-                                          [--shape mixed|upload|download|flood]
+                                          [--shape mixed|upload|download|flood] [--tunnel vxlan|erspan]
 
 About 45,000 connections per 1,000,000 packets, ~20% of them over IPv6, interleaved in
 time at a fixed packet rate (so a bigger file is longer, not busier). Each connection is one
@@ -17,6 +17,12 @@ way: the client's full-sized segments, each acknowledging the server's ISN + 1 l
 handshake's last ACK (backups, uploads, a camera streaming), or the server's, answered by
 the client's pure ACKs. ``--snaplen 0`` keeps whole frames (an upload of 1M packets is
 about 0.9 GB then), ``--format pcapng`` writes Enhanced Packet Blocks.
+
+``--tunnel vxlan`` carries every frame of those shapes as a switch's mirror does: in VXLAN
+(UDP 4789) between two VTEPs over IPv4, with an 802.1Q tag inside (54 bytes more a frame);
+``--tunnel erspan`` in GRE with a sequence number and an ERSPAN type II header (50 bytes
+more). The connections, and so the ground truth, are the same; the snap length cuts the
+whole frame, so a 128-byte one still holds the inner TCP header.
 
 ``--shape loopback`` records real traffic instead: dumpcap on ``lo`` while this script
 uploads and downloads a few MB at a time, makes hundreds of short connections a second
@@ -50,6 +56,8 @@ KIND_P = [0.90, 0.04, 0.02, 0.01, 0.01, 0.02]
 V6_SHARE = 0.2
 SERVER_PORTS, SERVER_PORT_P = [443, 80, 8080, 993, 8443], [0.6, 0.2, 0.08, 0.07, 0.05]
 GATEWAY_MAC = 0x001B213A4F10
+TUNNEL_BYTES = {"none": 0, "vxlan": 54, "erspan": 50}  # outer headers (and VXLAN's inner VLAN tag)
+VTEPS = (0xAC100001, 0xAC100002)  # 172.16.0.1, 172.16.0.2: the mirror's outer endpoints
 # TCP option layouts: (bytes, offset of TSval within them or -1).
 OPT_NONE, OPT_SYN_TS, OPT_SYN, OPT_TS = range(4)
 OPTIONS = {
@@ -260,7 +268,7 @@ def put(buf, cols, value, nbytes, rows=None, little=False):
     buf[rows[:, None], np.asarray(cols)[:, None] + np.arange(nbytes)] = b
 
 
-def frames(pk, c, snaplen: int):
+def frames(pk, c, snaplen: int, tunnel: str = "none"):
     """Header fields of every packet: lengths, option layout and so on, as columns."""
     conn, client = pk["conn"], pk["client"].astype(bool)
     v6, ts = c["v6"][conn], c["ts"][conn]
@@ -268,15 +276,40 @@ def frames(pk, c, snaplen: int):
     opt = np.select([syn & ts, syn, rst, ts], [OPT_SYN_TS, OPT_SYN, OPT_NONE, OPT_TS], OPT_NONE)
     optlen = np.array([len(OPTIONS[o][0]) for o in range(4)])[opt]
     iplen = np.where(v6, 40, 20)
-    frame_len = 14 + iplen + 20 + optlen + pk["payload"]
+    frame_len = TUNNEL_BYTES[tunnel] + 14 + iplen + 20 + optlen + pk["payload"]
     caplen = np.minimum(frame_len, snaplen) if snaplen else frame_len
     return dict(v6=v6, opt=opt, optlen=optlen, iplen=iplen, frame_len=frame_len, caplen=caplen, client=client)
 
 
-def serialise(pk, c, f, lo, hi, fmt: str, snaplen: int):
+def outer_headers(buf, at, fr, sl, tunnel: str) -> int:
+    """The mirror's headers at ``at``: Ethernet, IPv4 between the VTEPs (checksum left zero),
+    then UDP and VXLAN (VNI 100) or GRE (with a sequence number) and ERSPAN type II
+    (session 1). Returns where the inner Ethernet frame starts, after them."""
+    n, client = len(at), fr["client"]
+    put(buf, at, 0x02000000AAAA, 6)
+    put(buf, at + 6, 0x02000000BBBB, 6)
+    put(buf, at + 12, 0x0800, 2)
+    ip, total = at + 14, fr["frame_len"] - 14
+    proto = 17 if tunnel == "vxlan" else 47
+    for off, v, nb in ((0, 0x4500, 2), (2, total, 2), (6, 0x4000, 2), (8, 64 << 8 | proto, 2),
+                       (12, np.where(client, VTEPS[0], VTEPS[1]), 4), (16, np.where(client, VTEPS[1], VTEPS[0]), 4)):
+        put(buf, ip + off, np.broadcast_to(v, n), nb)
+    l4 = ip + 20
+    if tunnel == "vxlan":  # the source port from a hash of the inner flow, as Linux picks it
+        for off, v, nb in ((0, 49152 + (sl["conn"] * 2654435761) % 16384, 2), (2, 4789, 2), (4, total - 20, 2),
+                           (8, 0x08000000, 4), (12, 100 << 8, 4)):
+            put(buf, l4 + off, np.broadcast_to(v, n), nb)
+    else:
+        for off, v, nb in ((0, 0x1000, 2), (2, 0x88BE, 2), (4, sl["nth"] & 0xFFFFFFFF, 4),
+                           (8, 0x1000, 2), (10, 0x0001, 2), (12, 0, 4)):
+            put(buf, l4 + off, np.broadcast_to(v, n), nb)
+    return 16
+
+
+def serialise(pk, c, f, lo, hi, fmt: str, snaplen: int, tunnel: str = "none"):
     """Append packets lo:hi to ``f`` as pcap records or pcapng Enhanced Packet Blocks."""
     sl = {k: v[lo:hi] for k, v in pk.items()}
-    fr = frames(sl, c, snaplen)
+    fr = frames(sl, c, snaplen, tunnel)
     n, conn, client, v6 = hi - lo, sl["conn"], fr["client"], fr["v6"]
     head = 16 if fmt == "pcap" else 28
     padded = (fr["caplen"] + 3) & ~3
@@ -295,9 +328,15 @@ def serialise(pk, c, f, lo, hi, fmt: str, snaplen: int):
             put(buf, np.full(n, col), v, 4, little=True)
         put(buf, head + padded, rec_len, 4, little=True)
     e = np.full(n, head)
+    if tunnel != "none":
+        e = e + 14 + 20 + outer_headers(buf, e, fr, sl, tunnel)
     cmac = 0x020000000000 | c["host"][conn]
     put(buf, e, np.where(client, GATEWAY_MAC, cmac), 6)
     put(buf, e + 6, np.where(client, cmac, GATEWAY_MAC), 6)
+    if tunnel == "vxlan":  # the inner frame tagged: VLAN 10 to 17 by client
+        put(buf, e + 12, 0x8100, 2)
+        put(buf, e + 14, 10 + c["host"][conn] % 8, 2)
+        e = e + 4
     put(buf, e + 12, np.where(v6, 0x86DD, 0x0800), 2)
     ip, tcp = e + 14, e + 14 + fr["iplen"]
     tcp_len = 20 + fr["optlen"] + sl["payload"]
@@ -401,9 +440,11 @@ def truth(pk, c, n_packets: int) -> dict:
     }
 
 
-def make(out: Path, n_packets: int, fmt: str = "pcap", snaplen: int = 128, seed: int = 1, shape: str = "mixed") -> dict:
+def make(out: Path, n_packets: int, fmt: str = "pcap", snaplen: int = 128, seed: int = 1, shape: str = "mixed",
+         tunnel: str = "none") -> dict:
     """Write the capture and ``OUT.expected.json``; return the ground truth. ``shape``:
-    ``mixed``, ``upload`` or ``download`` (see :func:`data_phase`)."""
+    ``mixed``, ``upload`` or ``download`` (see :func:`data_phase`); ``tunnel``: ``none``,
+    ``vxlan`` or ``erspan`` (see :func:`outer_headers`)."""
     rng = np.random.default_rng(seed)
     pk, c = build(rng, n_packets, shape)
     assert len(pk["t"]) == n_packets
@@ -411,9 +452,9 @@ def make(out: Path, n_packets: int, fmt: str = "pcap", snaplen: int = 128, seed:
     with open(out, "wb") as f:
         f.write(file_header(fmt, snaplen))
         for lo in range(0, n_packets, chunk):
-            serialise(pk, c, f, lo, min(lo + chunk, n_packets), fmt, snaplen)
+            serialise(pk, c, f, lo, min(lo + chunk, n_packets), fmt, snaplen, tunnel)
     expected = {"file": out.name, "format": fmt, "snaplen": snaplen, "seed": seed, "shape": shape,
-                **truth(pk, c, n_packets)}
+                **({"tunnel": tunnel} if tunnel != "none" else {}), **truth(pk, c, n_packets)}
     Path(f"{out}.expected.json").write_text(json.dumps(expected, indent=2) + "\n")
     return expected
 
@@ -615,6 +656,8 @@ def main(argv=None) -> None:
                     help="mixed: the connections above; upload, download: the same connections, their data "
                          "one way; flood: unanswered SYNs only (headers only); loopback: real traffic "
                          "recorded by dumpcap on lo (needs capture rights; pcapng)")
+    ap.add_argument("--tunnel", choices=list(TUNNEL_BYTES), default="none",
+                    help="mixed, upload, download: every frame inside VXLAN (with a VLAN tag inside) or GRE/ERSPAN II")
     ap.add_argument("--clients", type=int, default=1_000_000, help="--shape flood: client addresses")
     ap.add_argument("--rate", type=int, default=100_000, help="--shape flood: SYNs per second")
     a = ap.parse_args(argv)
@@ -624,9 +667,9 @@ def main(argv=None) -> None:
     if a.shape == "loopback":
         print(json.dumps(record_loopback(a.out, a.packets, a.snaplen or 128), indent=2))
         return
-    if a.snaplen and a.snaplen < 94:
-        ap.error("--snaplen must be 0 or at least 94 (the longest Ethernet+IPv6+TCP header)")
-    print(json.dumps(make(a.out, a.packets, a.format, a.snaplen, a.seed, a.shape), indent=2))
+    if a.snaplen and a.snaplen < 94 + TUNNEL_BYTES[a.tunnel]:
+        ap.error(f"--snaplen must be 0 or at least {94 + TUNNEL_BYTES[a.tunnel]} (the longest headers through TCP's)")
+    print(json.dumps(make(a.out, a.packets, a.format, a.snaplen, a.seed, a.shape, a.tunnel), indent=2))
 
 
 if __name__ == "__main__":

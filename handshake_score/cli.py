@@ -18,7 +18,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import HandshakeScoreError
-from .play.command import PlayCommand
+from .play.command import GenevePort, GtpPort, PlayCommand, VlanKey, VxlanPort
 from .selection import Except, Only
 from .play.command import play as play_command
 
@@ -31,6 +31,8 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
+
+Reader = Annotated[str, typer.Option("--reader", metavar="auto|fast|tshark", help="Who reads the captures: fast (hs's own reader), tshark (Wireshark's dissectors, slower, any link type), or auto: fast, and tshark for a link type it does not know.")]
 
 PROGRESS_FROM = 32 << 20  # show a progress bar for captures larger than this, on a terminal
 
@@ -71,6 +73,11 @@ def score(
     strict: Annotated[bool, typer.Option("--strict", help="A capture cut short is an error, not a warning.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds an unfinished attempt is awaited (SYN retries last ~127 s).", min=0.001)] = 135.0,
     max_attempts: Annotated[int, typer.Option(help="Attempts tracked at once; past it the oldest are evicted.", min=1)] = 200_000,
+    reader: Reader = "auto",
+    vxlan_port: VxlanPort = None,
+    geneve_port: GenevePort = None,
+    gtp_port: GtpPort = None,
+    vlan_key: VlanKey = False,
 ):
     """Find every TCP handshake in CAPTURES and write them as a score: one timed note per handshake packet.
 
@@ -115,7 +122,7 @@ def score(
     # What the imports made lives until exit: the collector need not walk it again, nor
     # the final pass at exit (a tenth of a short run).
     gc.freeze()
-    with _progress(total) as advance:
+    with _reading(reader, vxlan_port, geneve_port, gtp_port, vlan_key), _progress(total) as advance:
         if output is None and midi is None:  # the summary alone: no score to build
             summary = score_files(captures, strict=strict, timeout_s=timeout, max_attempts=max_attempts,
                                   on_progress=advance, on_close=calls.add)
@@ -133,8 +140,9 @@ def score(
             result, summary = compose(captures, strict=strict, timeout_s=timeout, max_attempts=max_attempts,
                                       orchestra=band, on_progress=advance, on_close=calls.add)
     for f in summary.files:
-        if f.truncated_at is not None:
-            print(f"hs: warning: {f.path}: cut short at byte {f.truncated_at}; scored the "
+        if f.truncated_at is not None or f.cut_short:
+            where = "" if f.truncated_at is None else f" at byte {f.truncated_at}"
+            print(f"hs: warning: {f.path}: cut short{where}; scored the "
                   f"{f.packets} packets before it (--strict makes this an error)", file=sys.stderr)
     written = {}
     if streamed is not None:
@@ -173,12 +181,15 @@ def capture(
     output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FILE", help="The pcapng file to write (default: captures/IFACE-TIME.pcapng, the time in UTC); with --ring, the ring's base name.", show_default=False)] = None,
     duration: Annotated[Optional[float], typer.Option("--duration", metavar="S", help="Stop after S seconds.", show_default=False)] = None,
     packets: Annotated[Optional[int], typer.Option("--packets", metavar="N", help="Stop after N packets.", show_default=False)] = None,
-    bpf: Annotated[str, typer.Option("-f", "--filter", metavar="BPF", help="The capture filter (libpcap syntax) in place of the default, tcp; \"\" keeps everything.", show_default=False)] = "tcp",
-    snaplen: Annotated[Optional[int], typer.Option("--snaplen", metavar="N", help="Keep the first N bytes of each packet (default: 128, the headers).", show_default=False)] = None,
+    bpf: Annotated[Optional[str], typer.Option("-f", "--filter", metavar="BPF", help="The capture filter (libpcap syntax) in place of the default: TCP and the tunnels hs looks inside (their --vxlan-port etc. too; none on nflog:N); \"\" keeps everything.", show_default=False)] = None,
+    snaplen: Annotated[Optional[int], typer.Option("--snaplen", metavar="N", help="Keep the first N bytes of each packet (default: 160, the headers, tunnelled ones too).", show_default=False)] = None,
     full: Annotated[bool, typer.Option("--full", help="Keep whole packets, payloads too.")] = False,
     ring: Annotated[Optional[str], typer.Option("--ring", metavar="SIZE:FILES", help="A ring buffer: a new file every SIZE, the oldest deleted past FILES (100MB:10); hs score takes the base name or the files.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing capture (or ring of that name).")] = False,
     show_list: Annotated[bool, typer.Option("--list", help="List the interfaces with their descriptions and exit.")] = False,
+    vxlan_port: VxlanPort = None,
+    geneve_port: GenevePort = None,
+    gtp_port: GtpPort = None,
 ):
     """Record traffic into captures/ as pcapng, ready for hs score: TCP only, headers only, unless asked.
 
@@ -194,9 +205,14 @@ def capture(
         raise HandshakeScoreError("give --duration or --packets, not both")
     if full and snaplen is not None:
         raise HandshakeScoreError("give --snaplen or --full, not both")
+    if bpf is not None and (vxlan_port or geneve_port or gtp_port):
+        raise HandshakeScoreError("--vxlan-port, --geneve-port and --gtp-port widen the default filter: give them or --filter")
+    from .sources.readers import with_ports
+
+    tunnels = with_ports(tuple(vxlan_port or ()), tuple(geneve_port or ()), tuple(gtp_port or ()))
     options = engine.CaptureOptions(interface, output, duration, packets, bpf,
                                     0 if full else engine.DEFAULT_SNAPLEN if snaplen is None else snaplen,
-                                    ring, force)
+                                    ring, force, tunnels)
     shown = {"live": None, "at": 0.0}
 
     def started(result):
@@ -227,6 +243,15 @@ def capture(
     print(engine.report(result))
     if failed is not None:
         raise failed
+
+
+def _reading(reader: str, vxlan_port, geneve_port, gtp_port, vlan_key: bool):
+    """The ``--reader`` and tunnel options, for every capture scored inside the ``with``."""
+    from .sources.readers import with_ports
+    from .summary import reading
+
+    return reading(reader, with_ports(tuple(vxlan_port or ()), tuple(geneve_port or ()), tuple(gtp_port or ()),
+                                      vlan_key))
 
 
 def _shaped(score, host, port, start, end, kinds, anonymize: bool, key):
@@ -362,6 +387,11 @@ def rhythm(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object: the callers and the attempts looked at.")] = False,
     anonymize: Annotated[bool, typer.Option("--anonymize", help="Name hosts by keyed pseudonyms, as hs score --anonymize does.")] = False,
     key: Annotated[Optional[str], typer.Option("--key", envvar="HS_ANONYMIZE_KEY", help="The key of --anonymize (same key, same pseudonyms as hs score's); default: random, forgotten.", show_default=False)] = None,
+    reader: Reader = "auto",
+    vxlan_port: VxlanPort = None,
+    geneve_port: GenevePort = None,
+    gtp_port: GtpPort = None,
+    vlan_key: VlanKey = False,
 ):
     """Find the hosts that call home on a schedule: a table of the callers whose connection attempts repeat
     at a steady period, most regular first (client, server:port, period, spread, calls, score, p).
@@ -373,7 +403,8 @@ def rhythm(
         raise HandshakeScoreError("--key is the key of --anonymize: give --anonymize too")
     if not 0 <= min_score <= 1:
         raise HandshakeScoreError(f"--min-score: {min_score:g} is not a score (0-1)")
-    score = read_rhythm_input(inputs)
+    with _reading(reader, vxlan_port, geneve_port, gtp_port, vlan_key):  # for captures, scored on the way
+        score = read_rhythm_input(inputs)
     found = find_rhythm(score, min_calls=min_calls, min_score=min_score)
     print(report(found, min_calls, json_out=json_out, key=key if anonymize else None, anonymize=anonymize))
 
@@ -492,7 +523,7 @@ def _report(summary) -> str:
         return "-" if v is None else f"{v:.3f} ms"
 
     lines = [
-        *(f"{f['path']}: {f['packets']:,} packets ({f['format']})" for f in d["files"]),
+        *(_file_line(f) for f in d["files"]),
         "handshakes  " + "  ".join(f"{k} {v:,}" for k, v in d["handshakes"].items()),
         "notes       " + "  ".join(f"{k} {v:,}" for k, v in d["notes"].items()),
         f"delays      SYN->SYN-ACK median {ms(delays['syn_to_syn_ack']['median'])}   "
@@ -502,6 +533,16 @@ def _report(summary) -> str:
         lines.append(f"evicted     {d['evicted']:,} attempts past --max-attempts")
     lines.append(f"time        {summary.seconds:.3f} s ({rate:,.0f} packets/s)")
     return "\n".join(lines)
+
+
+def _file_line(f: dict) -> str:
+    """``PATH: N packets (FORMAT)``, and what a reader says of it beyond that."""
+    said = [f["format"]]
+    if f.get("reader") == "tshark":
+        said.append("read through tshark")
+    if f.get("protected"):
+        said.append(f"{f['protected']:,} protected 802.11 frame{'s' if f['protected'] != 1 else ''} skipped")
+    return f"{f['path']}: {f['packets']:,} packets ({', '.join(said)})"
 
 
 def main() -> None:

@@ -355,7 +355,7 @@ def check_reader(tool: str, timeout_s: float = TIMEOUT_S) -> Check:
     """tshark (Wireshark's reader: hs reads captures itself, pyshark and the tests' reference
     use it) and editcap (hs play --live --record makes its pcapng with it): neither is needed
     to perform."""
-    use = {"tshark": "Wireshark's reader, the slow reference hs's own reader is checked against",
+    use = {"tshark": "Wireshark's reader: hs score --reader tshark, and link types hs does not read itself",
            "editcap": "makes hs play --live --record's pcapng"}[tool]
     path = shutil.which(tool)
     if path is None:

@@ -17,6 +17,8 @@ import numpy as np
 from .errors import CaptureError, HandshakeScoreError
 from .segments import SEGMENT
 from .sources import CaptureReader
+from .sources.decoding import DEFAULT, Decapsulation
+from .sources.readers import open_capture
 from .tracker import Prefilter
 
 PARALLEL_FROM = 16 << 20  # bytes
@@ -40,7 +42,8 @@ def wanted_segments(reader: CaptureReader, prefilter: Prefilter) -> Iterator[np.
             yield batch.select(prefilter.wanted(batch))
 
 
-def _read(conn, parents_end, path: str, strict: bool, prefilter: Prefilter) -> None:
+def _read(conn, parents_end, path: str, strict: bool, prefilter: Prefilter, reader: str,
+          decapsulation: Decapsulation) -> None:
     """The worker: ("batch", bytes read) + raw segments per chunk, then ("done", stats)
     and the prefilter's state, for the next file of the same capture."""
     # The fork copied the parent's reading end too: close it, so that if the parent
@@ -48,15 +51,17 @@ def _read(conn, parents_end, path: str, strict: bool, prefilter: Prefilter) -> N
     parents_end.close()
     try:
         try:
-            reader = CaptureReader(path, strict=strict)
+            reader = open_capture(path, strict=strict, reader=reader, decapsulation=decapsulation)
             for segments in wanted_segments(reader, prefilter):
                 conn.send(("batch", reader.bytes_read))
                 conn.send_bytes(segments.tobytes())
             conn.send(("done", (reader.format, reader.size, reader.packets, reader.segments, reader.truncated_at,
-                                reader.first_ns)))
+                                reader.first_ns, getattr(reader, "protected", 0), getattr(reader, "kind", "fast"))))
             conn.send(prefilter.state())
         except CaptureError as e:
             conn.send(("error", (e.path, e.problem, e.offset)))
+        except HandshakeScoreError as e:  # tshark wanted and missing
+            conn.send(("failed", str(e)))
         except BaseException as e:  # reported as one line by the parent
             conn.send(("crash", f"{type(e).__name__}: {e}"))
     except OSError:
@@ -68,13 +73,19 @@ def _read(conn, parents_end, path: str, strict: bool, prefilter: Prefilter) -> N
 class WorkerReader:
     """Iterates the wanted segments of one capture file read by a forked worker
     through ``prefilter`` (a copy: the worker's state comes back into it at the
-    end); after the iteration, the same attributes as :class:`CaptureReader`."""
+    end); after the iteration, the same attributes as :class:`CaptureReader`.
+    ``reader`` and ``decapsulation``: as :func:`~.sources.readers.open_capture`'s
+    (the rows sent back are plain SEGMENT rows: no context, so not for
+    ``decapsulation.context``)."""
 
-    def __init__(self, path: str | os.PathLike, strict: bool, prefilter: Prefilter):
+    def __init__(self, path: str | os.PathLike, strict: bool, prefilter: Prefilter, reader: str = "auto",
+                 decapsulation: Decapsulation = DEFAULT):
         self.path = os.fspath(path)
         self.prefilter = prefilter
-        self._args = (self.path, strict, prefilter)
+        self._args = (self.path, strict, prefilter, reader, decapsulation)
         self.bytes_read = 0
+        self.protected = 0
+        self.kind = "fast"
         CaptureReader(path, strict=strict)  # fail on a missing or unreadable path here, not in the worker
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -96,11 +107,13 @@ class WorkerReader:
                     yield np.frombuffer(ours.recv_bytes(), SEGMENT)
                 elif kind == "done":
                     (self.format, self.size, self.packets, self.segments, self.truncated_at,
-                     self.first_ns) = value
+                     self.first_ns, self.protected, self.kind) = value
                     self.prefilter.restore(ours.recv())
                     return
                 elif kind == "error":
                     raise CaptureError(*value)
+                elif kind == "failed":
+                    raise HandshakeScoreError(value)
                 else:
                     raise HandshakeScoreError(f"{self.path}: reading failed: {value}")
         finally:

@@ -143,7 +143,7 @@ class _Collector:
     def closed(self, h: Handshake) -> None:
         self.h_id.append(h.id)
         self.h_outcome.append(OUTCOME_CODE[h.outcome])
-        self.h_flows.append(h.flow)
+        self.h_flows.append(h.flow[:36])  # without a context key's 8 bytes
         d1, d2 = h.syn_to_syn_ack_ns, h.syn_ack_to_ack_ns
         self.h_d1.append(NO_DELAY if d1 is None else d1)
         self.h_d2.append(NO_DELAY if d2 is None else d2)
@@ -346,7 +346,7 @@ class _Spool:
         """An attempt the tracker closed (``on_close``): its outcome and delays are final."""
         self._c_id.append(h.id)
         self._c_outcome.append(OUTCOME_CODE[h.outcome])
-        self._c_flows += h.flow
+        self._c_flows += h.flow[:36]  # without a context key's 8 bytes
         if h.syn_ack_ns is None:  # no delays (a flood's attempts): no need to ask
             self._c_d1.append(NO_DELAY)
             self._c_d2.append(NO_DELAY)

@@ -32,6 +32,19 @@ Unix epoch; ``flags``: the 12 TCP flag bits (``AE`` is the old NS bit);
 ``payload``: TCP payload length in bytes (from the IP lengths, not the snap
 length)."""
 
+SEGMENT_IN_CONTEXT = np.dtype(
+    {
+        "names": ["time_ns", "src", "sport", "dst", "dport", "flow", "context", "key", "flags", "seq", "ack", "payload"],
+        "formats": ["<i8", "V16", ">u2", "V16", ">u2", "V36", "<u8", "V44", "<u2", "<u4", "<u4", "<u4"],
+        "offsets": [0, 8, 24, 26, 42, 8, 44, 8, 52, 54, 58, 62],
+        "itemsize": 66,
+    }
+)
+"""A :data:`SEGMENT` with where it was seen (``Decapsulation(context=True)``):
+``context`` is :meth:`TcpBatch.context`, and ``key`` overlaps ``flow`` and
+``context`` (44 bytes): the tracker's attempt key, like Zeek's ``vlan_fivetuple``,
+so the same addresses and ports on two VLANs or behind two tunnels are two attempts."""
+
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1  # the range of time_ns, and of any difference of two
 ZERO_HIGH = np.uint64(0)  # TcpBatch.addresses's high halves when every address is IPv4
 
@@ -76,6 +89,16 @@ def endpoint_bytes(host: str, port: int) -> bytes:
     return raw + port.to_bytes(2, "big")
 
 
+def in_context(segments: np.ndarray, context: np.ndarray) -> np.ndarray:
+    """``segments`` (:data:`SEGMENT`) with their ``context`` (``uint64`` each), as
+    :data:`SEGMENT_IN_CONTEXT`."""
+    out = np.empty(len(segments), SEGMENT_IN_CONTEXT)
+    for name in SEGMENT.names:
+        out[name] = segments[name]
+    out["context"] = context
+    return out
+
+
 def make_segments(rows) -> np.ndarray:
     """Build a segment array from ``(time_ns, (src, sport), (dst, dport), flags, seq, ack, payload)``
     tuples: for tests and for feeding the tracker by hand."""
@@ -97,26 +120,32 @@ class TcpBatch:
     ``flags``, ``sport``, ``dport``, ``seq`` and ``ack`` are there for every segment
     (what the tracker's prefilter needs); :meth:`select` decodes whole
     :data:`SEGMENT` rows for the ones asked for, :meth:`times` and :meth:`addresses`
-    only those fields. ``packets`` counts every record of the chunk, TCP or not. A batch
+    only those fields. ``packets`` counts every record of the chunk, TCP or not;
+    ``protected`` those skipped as protected (encrypted 802.11) frames. A batch
     reads the reader's buffer: use it before asking the reader for the next one.
     """
 
-    __slots__ = ("flags", "sport", "dport", "seq", "ack", "_select", "_addresses", "_times", "_context", "packets")
+    __slots__ = ("flags", "sport", "dport", "seq", "ack", "_select", "_addresses", "_times", "_context", "packets", "protected")
 
-    def __init__(self, flags, sport, dport, seq, ack, select, packets: int, addresses=None, times=None, context=None):
+    def __init__(self, flags, sport, dport, seq, ack, select, packets: int, addresses=None, times=None, context=None,
+                 protected: int = 0):
         self.flags, self.sport, self.dport, self.seq, self.ack = flags, sport, dport, seq, ack
-        self._select, self.packets = select, packets
+        self._select, self.packets, self.protected = select, packets, protected
         self._addresses, self._times, self._context = addresses, times, context
 
     def __len__(self) -> int:
         return len(self.flags)
 
     def select(self, which=None) -> np.ndarray:
-        """Segments ``which`` (a boolean mask or indices), or all of them."""
+        """Segments ``which`` (a boolean mask or indices), or all of them: :data:`SEGMENT`
+        rows, or :data:`SEGMENT_IN_CONTEXT` when the reader works out the context."""
         if which is None:
             which = np.arange(len(self))
         elif np.asarray(which).dtype == bool:
             which = np.flatnonzero(which)
+        if self._context is not None:
+            which = np.asarray(which, np.int64)
+            return in_context(self._select(which), self._context(which))
         return self._select(which)
 
     def times(self, which: np.ndarray) -> np.ndarray:

@@ -15,6 +15,8 @@ import math
 import os
 import time
 from array import array
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -22,7 +24,8 @@ import numpy as np
 
 from .gcpause import collector_paused
 from .pipeline import WorkerReader, wanted_segments, worth_a_worker
-from .sources import CaptureReader
+from .sources.decoding import DEFAULT, Decapsulation
+from .sources.readers import check_reader, open_capture
 from .tracker import Handshake, HandshakeTracker, Kind, Note, Outcome
 
 
@@ -35,6 +38,9 @@ class FileSummary:
     segments: int
     truncated_at: int | None
     first_ns: int | None = None  # the time of its first packet
+    protected: int = 0  # protected (encrypted) 802.11 frames skipped
+    reader: str = "fast"  # or "tshark"
+    cut_short: bool = False  # tshark's way of saying truncated_at, without the offset
 
 
 @dataclass
@@ -129,6 +135,22 @@ class Delays:
         return 0.0 if k == 0 else math.copysign(math.exp((abs(k) - 0.5) * self._STEP), k)
 
 
+_READING: ContextVar[tuple[str, Decapsulation]] = ContextVar("reading", default=("auto", DEFAULT))
+
+
+@contextmanager
+def reading(reader: str = "auto", decapsulation: Decapsulation = DEFAULT):
+    """How :func:`score_files` reads captures where its caller does not say (``reader=None``,
+    ``decapsulation=None``): the command line's ``--reader`` and tunnel options reach
+    every scoring path (``compose``, ``score_to_file``, ``hs rhythm``) through this."""
+    check_reader(reader)
+    token = _READING.set((reader, decapsulation))
+    try:
+        yield
+    finally:
+        _READING.reset(token)
+
+
 def score_files(
     paths: Iterable[str | os.PathLike],
     *,
@@ -140,6 +162,8 @@ def score_files(
     on_file: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     parallel: bool | None = None,
+    reader: str | None = None,
+    decapsulation: Decapsulation | None = None,
 ) -> Summary:
     """Read each capture, track its handshakes and sum them up.
 
@@ -148,9 +172,17 @@ def score_files(
     run); ``on_file`` the index of each file as its reading starts;
     ``on_progress`` the bytes read so far (across files). ``parallel``: read
     in a second process (None: for large files on a machine with two cores or
-    more). Python's cycle collector is paused while it runs (see
+    more; never when ``decapsulation.context`` is asked, which the worker's rows do
+    not carry, nor for a capture read through tshark). ``reader``: auto, fast or
+    tshark, and ``decapsulation``: the tunnels to look inside (see
+    :func:`~.sources.readers.open_capture`; None: what :func:`reading` set).
+    Python's cycle collector is paused while it runs (see
     :func:`~.gcpause.collector_paused`). Raises :class:`~handshake_score.errors.CaptureError`.
     """
+    ambient = _READING.get()
+    reader_kind = ambient[0] if reader is None else reader
+    decapsulation = ambient[1] if decapsulation is None else decapsulation
+    check_reader(reader_kind)
     summary = Summary()
     started = time.perf_counter()
     done = 0
@@ -177,11 +209,12 @@ def score_files(
         for index, path in enumerate(paths):
             if on_file is not None:
                 on_file(index)
-            if parallel or (parallel is None and worth_a_worker(path)):
-                reader = WorkerReader(path, strict, prefilter)
+            reader = open_capture(path, strict=strict, reader=reader_kind, decapsulation=decapsulation)
+            fast = getattr(reader, "kind", "fast") == "fast"
+            if fast and not decapsulation.context and (parallel or (parallel is None and worth_a_worker(path))):
+                reader = WorkerReader(path, strict, prefilter, reader_kind, decapsulation)
                 wanted = iter(reader)
             else:
-                reader = CaptureReader(path, strict=strict)
                 wanted = wanted_segments(reader, prefilter)
             first = True
             for segments in wanted:
@@ -197,7 +230,9 @@ def score_files(
                     on_progress(done + reader.bytes_read)
             done += reader.size
             summary.files.append(FileSummary(reader.path, reader.format, reader.size, reader.packets,
-                                             reader.segments, reader.truncated_at, reader.first_ns))
+                                             reader.segments, reader.truncated_at, reader.first_ns,
+                                             getattr(reader, "protected", 0), getattr(reader, "kind", "fast"),
+                                             getattr(reader, "cut_short", False)))
         finish(tracker)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -38,7 +38,7 @@ _ARM, _PASS = 0, 1  # prefilter events: a key armed (by a SYN-ACK, or a SYN that
 _U64 = np.uint64
 _M1, _M2 = _U64(0xBF58476D1CE4E5B9), _U64(0x94D049BB133111EB)
 _K = tuple(_U64(k) for k in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
-                             0xFF51AFD7ED558CCD))
+                             0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53))
 _LOW32 = _U64(0xFFFFFFFF)
 _PORT_BUCKETS = 1 << 18
 _NO_ROW = np.iinfo(np.int64).max
@@ -72,20 +72,23 @@ def _port_bucket(ports: np.ndarray) -> np.ndarray:
     return ((ports.astype(np.uint64) * _K[0]) >> _U64(64 - 18)).astype(np.intp)
 
 
-def _hash_flow(client: tuple, server: tuple, ports: np.ndarray) -> np.ndarray:
+def _hash_flow(client: tuple, server: tuple, ports: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
     """A 64-bit hash of a four-tuple: client and server addresses (each as two ``uint64``
-    halves, the high ones 0 for IPv4) and ``ports`` = client port << 16 | server port.
+    halves, the high ones 0 for IPv4) and ``ports`` = client port << 16 | server port,
+    and its ``context`` (VLANs and tunnels, when attempts are keyed by them).
     Each part has its own multiplier, so a four-tuple and its mirror image differ."""
     h = (client[1] * _K[1]) ^ (server[1] * _K[3]) ^ ((ports & _LOW32) * _K[4])
     if client[0] is not _ZERO or server[0] is not _ZERO:  # an IPv6 address among them
         h ^= (client[0] * _K[0]) ^ (server[0] * _K[2])
+    if context is not None:
+        h ^= context * _K[5]
     return _mix(h)
 
 
 def _flow(batch: TcpBatch, rows: np.ndarray, ports: np.ndarray) -> np.ndarray:
     """The four-tuple hash of segments ``rows`` sent by the client (SYNs, ACKs)."""
     sh, sl, dh, dl = batch.addresses(rows)
-    return _hash_flow((sh, sl), (dh, dl), ports)
+    return _hash_flow((sh, sl), (dh, dl), ports, batch.context(rows))
 
 
 def _slot(flow: np.ndarray, key: np.ndarray) -> np.ndarray:
@@ -302,7 +305,7 @@ class Prefilter:
                 sl, dl = np.where(arm, dl, sl), np.where(arm, sl, dl)
                 if sh is not _ZERO:
                     sh, dh = np.where(arm, dh, sh), np.where(arm, sh, dh)
-            flow = _hash_flow((sh, sl), (dh, dl), key)
+            flow = _hash_flow((sh, sl), (dh, dl), key, batch.context(rows))  # the context: the same both ways
             kind = (~arm).view(np.int8)
             slot = _slot(flow, key)
             if not events and not len(synack):  # ACKs only: the bitmap's false hits (no armed key) go no further
@@ -484,7 +487,7 @@ class Handshake:
     nanoseconds; ``None`` where that packet was never seen."""
 
     id: int
-    flow: bytes            # client -> server, see segments.SEGMENT
+    flow: bytes            # client -> server, see segments.SEGMENT (+ its 8-byte context, keyed so)
     isn: int               # the client's initial sequence number
     syn_ns: int
     syn_data: int = 0      # payload of the SYN (TCP Fast Open)
@@ -592,7 +595,8 @@ class HandshakeTracker:
             return notes
         times = segments["time_ns"]
         self.tick(int(times[0]))
-        rows = zip(times.tolist(), segments["flow"].tolist(), segments["flags"].tolist(),
+        keyed = "key" in segments.dtype.names  # SEGMENT_IN_CONTEXT: an attempt is its flow in its context
+        rows = zip(times.tolist(), segments["key" if keyed else "flow"].tolist(), segments["flags"].tolist(),
                    segments["seq"].tolist(), segments["ack"].tolist(), segments["payload"].tolist())
         flows, counts, append = self._flows, self.notes, notes.append
         cap, timeout, now = self.max_attempts, self.timeout_ns, self._now
@@ -607,7 +611,8 @@ class HandshakeTracker:
                 if flags & RST:
                     continue  # SYN+RST is no handshake packet
                 if flags & ACK:
-                    rflow = flow[18:] + flow[:18]  # the SYN-ACK travels server -> client
+                    # the SYN-ACK travels server -> client (a key's context stays where it is)
+                    rflow = flow[18:36] + flow[:18] + flow[36:] if keyed else flow[18:] + flow[:18]
                     h = flows.get(rflow)
                     if (h is not None and h.state is _SYN_SENT and ack == (h.isn + 1) & _MOD
                             and h.syn_ns > now - timeout):
@@ -632,7 +637,7 @@ class HandshakeTracker:
                         self._evict()
             elif flags & RST:
                 self._now = now
-                self._rst(t, flow, flow[18:] + flow[:18], notes)
+                self._rst(t, flow, flow[18:36] + flow[:18] + flow[36:] if keyed else flow[18:] + flow[:18], notes)
             elif flags & ACK:
                 h = flows.get(flow)
                 if (h is not None and h.state is _SYN_ACK_SEEN and ack == (h.server_isn + 1) & _MOD

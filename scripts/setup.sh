@@ -44,6 +44,8 @@ if [ $tests = 1 ]; then
   command -v oscdump >/dev/null || missing+=(liblo-tools)  # an independent OSC receiver (liblo)
   command -v pd >/dev/null || missing+=(puredata-core)     # runs docs/osc/handshake.pd as a receiver
   command -v chromium >/dev/null || missing+=(chromium)    # the stage's tests: a real browser (Playwright drives it)
+  command -v ip >/dev/null || missing+=(iproute2)          # the tunnel tests build kernel links in network namespaces
+  command -v nft >/dev/null || missing+=(nftables)          # hs play --live -i nflog:N is tested with an nft log rule
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"

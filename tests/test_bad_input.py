@@ -165,17 +165,18 @@ def test_cut_record_claiming_gigabytes(tmp_path):
 # --- unsupported link types, corrupt pcapng ---------------------------------------
 
 def test_unsupported_link_type_pcap(tmp_path):
-    path = write(tmp_path / "wifi.pcap", pcap([(T0, b"\x08\x00" + b"\0" * 30)], 105, nano=True))
-    fails(path, r"link type", r"\b105\b")
+    path = write(tmp_path / "bluetooth.pcap", pcap([(T0, b"\x02\x00" + b"\0" * 30)], 187, nano=True))
+    line = fails(path, r"link type", r"\b187\b", r"Bluetooth", r"--reader tshark", args=("--reader", "fast"))
+    assert "IEEE 802.11" not in line  # a link type hs reads itself is never named as one it does not
 
 
 def test_unsupported_link_type_pcapng(tmp_path):
     n = Pcapng().section("<")
     i = n.interface(1)
-    j = n.interface(127)  # radiotap
+    j = n.interface(189)  # USB Linux
     n.epb(i, T0 // 1000 * 1000, eth(tcp_ip(C, S, 1, 2, SYN, 3)))
-    n.epb(j, T0 // 1000 * 1000, b"\0\0\x08\0" + b"\0" * 40)
-    fails(write(tmp_path / "radiotap.pcapng", n.bytes()), r"link type", r"\b127\b")
+    n.epb(j, T0 // 1000 * 1000, b"\0" * 48)
+    fails(write(tmp_path / "usb.pcapng", n.bytes()), r"link type", r"\b189\b", args=("--reader", "fast"))
 
 
 def _ng_with(bad: bytes) -> tuple[bytes, int]:

@@ -15,6 +15,7 @@ import random
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,7 @@ import pytest
 from conftest import CORPUS, ROOT, missing
 from loopback import PAYLOAD, V4, V6, ClosedPort, Server, complete, refused
 
-from handshake_score.capture import CaptureOptions, record
+from handshake_score.capture import DEFAULT_SNAPLEN, CaptureOptions, record
 from handshake_score.errors import CaptureError
 from handshake_score.sources import CaptureReader
 from handshake_score.sources.follow import FollowReader
@@ -169,7 +170,7 @@ def test_capture_then_score_finds_exactly_the_handshakes_made(dumpcap, tshark, t
     assert summary_line(out, "notes") == "notes       syn 15  syn-retry 0  syn-ack 10  syn-ack-retry 0  ack 10  rst 5"
     assert "stopped after 3 s (--duration)" in out and f"next        hs score {path}" in out
     err = run.stderr()
-    assert "filter   'tcp port" in err and "the first 128 bytes of each packet" in err
+    assert "filter   'tcp port" in err and f"the first {DEFAULT_SNAPLEN} bytes of each packet" in err
 
     got, _ = check(tshark, path, made)  # every note names a connection made, by its client port
     assert got["handshakes"] == {"complete": 10, "refused": 5, "unanswered": 0, "incomplete": 0}
@@ -180,7 +181,7 @@ def test_capture_then_score_finds_exactly_the_handshakes_made(dumpcap, tshark, t
     packets = tshark_frames(tshark, path)
     assert f"{path}: {packets:,} packets (pcapng), {path.stat().st_size:,} bytes" in out
     assert int(subprocess.run([tshark, "-r", path, "-T", "fields", "-e", "frame.cap_len"], capture_output=True,
-                              text=True).stdout.split()[0]) <= 128
+                              text=True).stdout.split()[0]) <= DEFAULT_SNAPLEN
 
 
 @pytest.mark.capture
@@ -440,11 +441,14 @@ def test_usage_errors_are_one_line(tmp_path):
     for args, message in [
         (["--duration", "1", "--packets", "5"], "give --duration or --packets, not both"),
         (["--snaplen", "200", "--full"], "give --snaplen or --full, not both"),
-        (["--snaplen", "20"], "--snaplen 20: at least 64 bytes, to keep the TCP header (128 keeps it after IPv6 too)"),
+        (["--snaplen", "20"], "--snaplen 20: at least 64 bytes, to keep the TCP header (160 keeps it inside tunnels too)"),
         (["--ring", "100:10"], "--ring 100:10: give the size a unit, such as 100MB:10"),
         (["--ring", "100MB"], "--ring 100MB: write SIZE:FILES, such as 100MB:10"),
         (["--ring", "100MB:1"], "--ring 100MB:1: a ring needs at least 2 files"),
         (["--duration", "0"], "--duration 0: give a number of seconds above 0"),
+        (["-f", "tcp", "--vxlan-port", "4790"],
+         "--vxlan-port, --geneve-port and --gtp-port widen the default filter: give them or --filter"),
+        (["--geneve-port", "0"], "--geneve-port: 0 is not a UDP port (1-65535)"),
     ]:
         assert one_error_line(hs("capture", "-i", "lo", "-o", tmp_path / "x.pcapng", *args)) == f"hs: error: {message}"
     assert list(tmp_path.iterdir()) == []
@@ -539,3 +543,112 @@ def test_kill_9_of_hs_stops_dumpcap_cleanly(dumpcap, tshark, tmp_path):
     reader = CaptureReader(path)  # renamed from its temporary name once dumpcap was capturing
     packets = sum(b.packets for b in reader.batches())
     assert reader.truncated_at is None and packets == tshark_frames(tshark, path) >= 9
+
+
+# -- the default filter: TCP wherever the reader can find it, and no other payloads ---------
+
+def _framed():
+    """(name, Ethernet frame) of TCP and UDP in each wrapping the default filter knows."""
+    import craft
+    seg, dns = craft.tcp_ip("10.0.0.1", "10.0.0.2", 40000, 80, 0x02, 1), craft.udp_ip("10.0.0.1", "10.0.0.2", 40001, 53)
+    seg6 = craft.tcp_ip("fd00::1", "fd00::2", 40000, 80, 0x02, 1)
+    vxlan = lambda inner, port=4789: craft.udp_ip("192.0.2.1", "192.0.2.2", 55555, port,  # noqa: E731
+                                                  struct.pack("!II", 0x08000000, 42 << 8) + craft.eth(inner))
+    gre = lambda inner: craft.ipv4("192.0.2.1", "192.0.2.2", 47, struct.pack("!HH", 0, 0x0800) + inner)  # noqa: E731
+    pppoe = lambda inner: struct.pack("!BBHHH", 0x11, 0, 7, len(inner) + 2, 0x21) + inner  # noqa: E731
+    mpls = lambda inner: struct.pack("!I", 16 << 12 | 0x100 | 64) + inner  # noqa: E731
+    tag, outer = (0x8100, 7), (0x88A8, 5)
+    for name, inner in (("tcp", seg), ("udp", dns)):
+        yield name, craft.eth(inner)
+        yield f"vlan {name}", craft.eth(inner, vlans=[tag])
+        yield f"qinq {name}", craft.eth(inner, vlans=[outer, tag])
+        yield f"vxlan {name}", craft.eth(vxlan(inner))
+        yield f"vlan vxlan {name}", craft.eth(vxlan(inner), vlans=[tag])
+        yield f"vxlan-4790 {name}", craft.eth(vxlan(inner, 4790))
+        yield f"gre {name}", craft.eth(gre(inner))
+        yield f"qinq gre {name}", craft.eth(gre(inner), vlans=[outer, tag])
+        yield f"4in4 {name}", craft.eth(craft.ipv4("192.0.2.1", "192.0.2.2", 4, inner))
+        yield f"4in6 {name}", craft.eth(craft.ipv6("2001:db8::1", "2001:db8::2", 4, inner))
+        yield f"pppoe {name}", craft.eth(pppoe(inner), 0x8864)
+        yield f"pppoe vxlan {name}", craft.eth(pppoe(vxlan(inner)), 0x8864)
+        yield f"vlan pppoe {name}", craft.eth(pppoe(inner), 0x8864, vlans=[tag])
+        yield f"mpls {name}", craft.eth(mpls(inner), 0x8847)
+        yield f"vlan mpls {name}", craft.eth(mpls(inner), 0x8847, vlans=[tag])
+    yield "6in4 tcp", craft.eth(craft.ipv4("192.0.2.1", "192.0.2.2", 41, seg6))
+
+
+def _passes(tool: list[str], path, expression: str) -> bool:
+    """Whether ``tool`` (tcpdump, or tshark ... -Y) prints the one frame of ``path``."""
+    r = subprocess.run([*tool, expression, "-r", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return bool(r.stdout.strip())
+
+
+TUNNELS = {"vxlan", "gre", "4in4", "4in6", "6in4", "mpls"}  # kept whole: the filter does not look inside
+
+
+@pytest.mark.parametrize("extra", [(), (4790,)])
+def test_the_default_filter_keeps_tcp_in_every_wrapping_and_drops_other_payloads(tshark, tmp_path, extra):
+    """libpcap itself (tcpdump -r FILE FILTER) runs the filter over one crafted frame at a
+    time: it keeps every frame tshark finds TCP in (tshark told of the extra VXLAN port too),
+    and drops UDP, plain, tagged or in an untagged PPPoE session; a tunnel (its protocol or
+    port), MPLS and a tagged PPPoE session are kept whole (libpcap cannot look past a label
+    stack of any depth, or at PPP after a tag)."""
+    import craft
+    from handshake_score.capture.options import capture_filter
+    from handshake_score.sources.decoding import Decapsulation
+    tcpdump = shutil.which("tcpdump") or pytest.skip("tcpdump is not installed")
+    bpf = capture_filter(Decapsulation(vxlan_ports=(4789, 8472, *extra)))
+    decode_as = [arg for p in extra for arg in ("-d", f"udp.port=={p},vxlan")]
+    for name, frame in _framed():
+        path = tmp_path / "one.pcap"
+        craft.write(path, craft.pcap([(1000, frame)]))
+        has_tcp = _passes([tshark, *decode_as, "-Y"], path, "tcp")
+        kept = _passes([tcpdump], path, bpf)
+        wrappings = set(name.split()[:-1])
+        whole = bool(wrappings & TUNNELS) or name.startswith("vlan pppoe") or bool(extra and "vxlan-4790" in wrappings)
+        assert kept == (has_tcp or whole), name
+        if name.endswith("tcp") and "vxlan-4790" not in wrappings:
+            assert has_tcp, name  # tshark sees the TCP in every other wrapping: the test means it
+
+
+
+def test_the_default_filter_compiles_for_each_kind_of_link():
+    """An Ethernet link gets the whole filter; loopback and Linux cooked ("any") the IP
+    part (libpcap refuses ``vlan`` on "any"); NFLOG none (libpcap cannot filter it)."""
+    from handshake_score.capture.options import capture_filter, filter_for
+    tcpdump = shutil.which("tcpdump") or pytest.skip("tcpdump is not installed")
+    assert filter_for("nflog:5") == ""
+    ethernet = [i for i in sorted(os.listdir("/sys/class/net")) if Path(f"/sys/class/net/{i}/type").read_text().strip() == "1"
+                and Path(f"/sys/class/net/{i}/operstate").read_text().strip() != "down"]
+    for interface in ["lo", "any", *ethernet[:1]]:
+        bpf = filter_for(interface)
+        assert bpf == capture_filter(ethernet=interface in ethernet)
+        r = subprocess.run([tcpdump, "-i", interface, "-d", bpf], capture_output=True, text=True)
+        assert r.returncode == 0 and "ret" in r.stdout, r.stderr
+    r = subprocess.run([tcpdump, "-i", "any", "-d", capture_filter()], capture_output=True, text=True)
+    assert r.returncode != 0  # why "any" gets the IP part only
+
+
+@pytest.mark.capture
+def test_capture_keeps_vxlan_on_the_port_it_is_given(dumpcap, tshark, tmp_path):
+    """The default filter keeps UDP to --vxlan-port (the mirror's tunnel) and not UDP to
+    another port; hs score then finds the handshake inside, by the same option."""
+    from craft import ACK, SYN, eth, tcp_ip
+
+    path = tmp_path / "mirror.pcapng"
+    run = Hs(["-i", "lo", "--duration", 2, "-o", path, "--vxlan-port", 47900], tmp_path / "logs")
+    run.wait_capturing()
+    handshake = [tcp_ip("10.7.0.1", "10.7.0.2", 40000, 443, SYN, 100),
+                 tcp_ip("10.7.0.2", "10.7.0.1", 443, 40000, SYN | ACK, 900, 101),
+                 tcp_ip("10.7.0.1", "10.7.0.2", 40000, 443, ACK, 101, 901)]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        for port in (47900, 47901):  # ports no other test sends to
+            for p in handshake:
+                udp.sendto(bytes.fromhex("0800000000002a00") + eth(p), ("127.0.0.1", port))
+    assert run.wait() == 0, run.stderr()
+    ports = subprocess.run([tshark, "-r", path, "-Y", "udp", "-T", "fields", "-e", "udp.dstport"],
+                           capture_output=True, text=True).stdout.split()
+    assert ports == ["47900"] * 3
+    scored = json.loads(hs("score", path, "--json", "--no-write", "--vxlan-port", 47900).stdout)
+    assert scored["handshakes"]["complete"] == 1

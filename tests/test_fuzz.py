@@ -19,9 +19,13 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from craft import (ACK, ETH_ARP, ETH_QINQ, ETH_VLAN, FCS_4, IP_OPTIONS, SYN, Pcapng, arp, eth, ipv4, ipv6, null,
                    pcap, pcap_header, sll, sll2, tcp, tcp_ip, udp_ip, write)
 from handshake_score.errors import CaptureError
-from handshake_score.segments import SEGMENT
+from handshake_score.segments import SEGMENT, SEGMENT_IN_CONTEXT
 from handshake_score.sources import CaptureReader
+from handshake_score.sources.decode import decode
+from handshake_score.sources.decoding import Decapsulation
+from handshake_score.sources.records import Records
 from handshake_score.summary import score_files
+from test_decapsulation import CASES, OUT4, gre, in4, inner
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 T0 = 1_700_000_000_123_456_000
@@ -59,6 +63,7 @@ def _crafted() -> dict[str, bytes]:
                                              0, nano=order == ">", order=order)
     seeds["mixed.pcapng"] = seeds["crafted<.pcapng"] + seeds["crafted>.pcapng"]  # sections of both orders
     seeds["fcs.pcap"] = pcap([(T0 + k * 1000, eth(p, fcs=True)) for k, p in enumerate(hs4 + [frag])], 1 | FCS_4)
+    seeds["tunnels.pcap"] = pcap([(T0 + k * 1000, f) for k, (f, _, _) in enumerate(CASES.values())])
     return seeds
 
 
@@ -352,6 +357,75 @@ def test_a_mutated_score_loads_or_names_its_line(mutations):
     assert (times >= 0).all() and (not len(times) or score.start_ns + int(times.max()) <= 2**63 - 1)
     np.array([score.start_ns - s.start_ns for s in score.sources if s.start_ns is not None], np.int64)  # no overflow
     assert all(h and h.isprintable() and not set(h) & set(' ,"') for h in score.hosts)
+
+
+# --- tunnels: lengths that lie, headers cut anywhere, loops ---------------------------------------
+
+def _decode_one(data: bytes, caplen: int, **kw) -> np.ndarray:
+    """decode() of one Ethernet record of ``caplen`` bytes whose buffer holds all of ``data``
+    (and 8 bytes more): a reader that trusted bytes past the captured length would see them."""
+    buf = memoryview(bytearray(data + b"\0" * 8))
+    rec = Records(buf, np.zeros(1, np.int64), np.array([caplen], np.int64), 1,
+                  lambda i: np.full(len(i), T0, np.int64), lambda i: np.full(len(i), len(data), np.int64))
+    return decode(rec, Decapsulation(**kw)).select()
+
+
+def _tcp_at(case: str) -> int:
+    """Where the inner TCP header of a tunnel case starts in its frame."""
+    data, k, v6 = CASES[case]
+    seg = inner(k, v6)[40 if v6 else 20:]
+    return data.rindex(seg)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_cut_of_every_tunnel_header(case):
+    """A frame cut at every byte: its segment is there exactly when the captured bytes hold the
+    inner TCP header through its flags and window, and the bytes after the cut change nothing."""
+    data = CASES[case][0]
+    whole = _decode_one(data, len(data))
+    assert len(whole) == 1
+    for cut in range(len(data) + 1):
+        for context in (False, True):
+            got = _decode_one(data, cut, context=context)
+            assert len(got) == (cut >= _tcp_at(case) + 16), cut
+            if len(got):  # with its context too (a SEGMENT_IN_CONTEXT row), the same segment
+                assert all(got[f].tobytes() == whole[f].tobytes() for f in SEGMENT.names)
+            hidden = _decode_one(data[:cut] + b"\xff" * (len(data) - cut), cut, context=context)
+            assert hidden.tobytes() == got.tobytes(), cut
+
+
+HEADER_BYTE = st.tuples(st.integers(0, 1 << 16), st.integers(0, 255))
+
+
+@FUZZ
+@given(case=st.sampled_from(sorted(CASES)), changes=st.lists(HEADER_BYTE, min_size=1, max_size=8),
+       cut=st.integers(0, 1 << 16), tail=st.binary(min_size=0, max_size=64), context=st.booleans())
+def test_tunnel_headers_that_lie(case, changes, cut, tail, context):
+    """Any byte of the encapsulation headers changed (lengths, flags, label stacks, IHLs, protocol
+    types), any cut: no exception, and what is read never depends on bytes past the cut."""
+    data = bytearray(CASES[case][0])
+    head = _tcp_at(case)
+    for pos, value in changes:
+        data[pos % head] = value
+    data = bytes(data) + tail
+    cut %= len(data) + 1
+    got = _decode_one(data, cut, context=context)
+    assert got.dtype == (SEGMENT_IN_CONTEXT if context else SEGMENT) and len(got) <= 1
+    hidden = _decode_one(data[:cut] + bytes(255 - c for c in data[cut:]), cut, context=context)
+    assert hidden.tobytes() == got.tobytes()
+
+
+def test_loops_of_nested_tunnels(workdir):
+    """GRE in GRE 50 deep, IP-in-IP 50 deep, an MPLS stack with no bottom: read without error,
+    given up at ``max_depth``; found when the depth allows it."""
+    gre50, ipip50 = inner(1), inner(2)
+    for _ in range(50):
+        gre50, ipip50 = in4(47, gre(0x0800, gre50)), in4(4, ipip50, OUT4)
+    frames = [eth(gre50), eth(ipip50), eth(b"\x00\x01\xf0\x40" * 200 + inner(3), 0x8847)]
+    path = write(workdir / "loops.pcap", pcap([(T0 + k * 1000, f) for k, f in enumerate(frames)]))
+    assert len(np.concatenate(list(CaptureReader(str(path))))) == 0
+    deep = np.concatenate(list(CaptureReader(str(path), decapsulation=Decapsulation(max_depth=101))))
+    assert sorted(int(p) for p in deep["sport"]) == [40001, 40002]  # the stack without a bottom stays unread
 
 
 # --- memory: never more than the file holds -------------------------------------------------------

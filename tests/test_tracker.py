@@ -235,3 +235,23 @@ def test_completed_attempt_lingers_for_syn_ack_retries_then_leaves():
     assert kinds == ["syn", "syn-ack", "ack", "syn-ack-retry", "syn", "syn-retry"]
     assert [(h.isn, h.outcome, h.syn_acks) for h in closed] == [(1000, "complete", 2)]
     assert tracker.open_attempts == 1
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 100])
+def test_time_rules_hold_per_packet_whatever_the_batching(batch):
+    """A SYN-ACK repeated 31 s after completion is past the 10 s linger, and a SYN-ACK 31 s
+    after an unanswered SYN is past the 30 s timeout: neither belongs to the old attempt,
+    whether the capture arrives as one batch or one packet at a time."""
+    other = ("10.0.0.3", 40001)
+    rows = handshake() + [
+        (31_031 * MS, S, C, SYN | ACK, 5000, 1001, 0),   # 31 s after the ACK: no retry
+        (31_100 * MS, other, S, SYN, 77, 0, 0),
+        (62_200 * MS, S, other, SYN | ACK, 9000, 78, 0),  # 31.1 s after its SYN: too late
+    ]
+    tracker = HandshakeTracker(timeout_s=30, linger_s=10)
+    segments = make_segments(rows)
+    notes = []
+    for i in range(0, len(rows), batch):
+        notes += tracker.feed(segments[i:i + batch])
+    assert [(n.time_ns, n.kind) for n in notes] == [
+        (0, "syn"), (30 * MS, "syn-ack"), (31 * MS, "ack"), (31_100 * MS, "syn")]

@@ -15,16 +15,18 @@ the file), then the child is waited for, so none is left running or as a
 zombie. If dumpcap had to be killed, or the disk filled up, a record cut in
 half at the end is cut off, so the file reads cleanly.
 
-Privacy by default: a capture filter for TCP only and a snap length of 128
-bytes, so the headers are kept and most of the payload is not.
+Privacy by default: a capture filter for TCP only (with the tunnels, VLAN tags,
+MPLS and PPPoE sessions it may travel in: :func:`~.options.capture_filter`) and a
+snap length of 160 bytes, so the headers are kept, a tunnel's and the TCP inside
+it, and most of the payload is not.
 """
 
 from .dumpcap import find_dumpcap, list_interfaces
 from .options import (DEFAULT_FILTER, DEFAULT_SNAPLEN, CaptureFailed, CaptureOptions, CaptureResult, Interface,
-                      Ring, Status, default_output)
+                      Ring, Status, capture_filter, default_output, filter_for)
 from .report import describe_start, interfaces_table, report, status_line, warnings_for
 from .session import record
 
 __all__ = ["CaptureFailed", "CaptureOptions", "CaptureResult", "DEFAULT_FILTER", "DEFAULT_SNAPLEN", "Interface",
-           "Ring", "Status", "default_output", "describe_start", "find_dumpcap", "interfaces_table",
-           "list_interfaces", "record", "report", "status_line", "warnings_for"]
+           "Ring", "Status", "capture_filter", "default_output", "describe_start", "filter_for", "find_dumpcap",
+           "interfaces_table", "list_interfaces", "record", "report", "status_line", "warnings_for"]

@@ -24,11 +24,11 @@ from typing import Iterator
 from ..errors import HandshakeScoreError
 from ..files import check_writable
 from ..segments import TcpBatch
+from ..sources.decoding import DEFAULT, Decapsulation
 from ..sources.follow import FollowReader
 from .dumpcap import c_locale
+from .options import DEFAULT_SNAPLEN, filter_for, is_nflog  # headers only, tunnels' too, as hs capture keeps
 from .session import stop_with_parent
-
-DEFAULT_SNAPLEN = 128  # headers only, as hs capture keeps
 
 
 class _Tee:
@@ -65,11 +65,17 @@ class LiveCapture:
     >>> with LiveCapture("eth0") as live:
     ...     for batch in live.batches(timeout_s=0.1):   # what arrived, or nothing after 0.1 s
     ...         tracker.feed_batch(batch)
+
+    ``bpf`` None: the default filter for the interface (:func:`~.options.filter_for`:
+    TCP and the tunnels ``decapsulation`` names; none on ``nflog:N``, which libpcap
+    cannot filter); "" none.
     """
 
-    def __init__(self, interface: str | None = None, bpf: str = "tcp", snaplen: int = DEFAULT_SNAPLEN,
-                 record: str | os.PathLike | None = None, force: bool = False):
-        self.interface, self.bpf, self.snaplen = interface, bpf, snaplen
+    def __init__(self, interface: str | None = None, bpf: str | None = None, snaplen: int = DEFAULT_SNAPLEN,
+                 record: str | os.PathLike | None = None, force: bool = False,
+                 decapsulation: Decapsulation = DEFAULT):
+        self.interface, self.snaplen, self.decapsulation = interface, snaplen, decapsulation
+        self.bpf = filter_for(interface, decapsulation) if bpf is None else bpf
         self.record = Path(record) if record is not None else None
         self.force = force
         if self.record is not None:
@@ -79,6 +85,13 @@ class LiveCapture:
         self._copy = None
         self._raw_path: Path | None = None
         self.error = ""
+
+    @property
+    def filter_said(self) -> str:
+        """The filter in a few words, for the line that says the capture started."""
+        if not self.bpf:
+            return "no filter: NFLOG, its nft rule chose the packets" if is_nflog(self.interface) else "everything"
+        return "TCP, and inside tunnels" if self.bpf == filter_for(self.interface, self.decapsulation) else self.bpf
 
     def __enter__(self) -> LiveCapture:
         self.start()
@@ -97,9 +110,13 @@ class LiveCapture:
                                       "for libpcap's immediate mode")
         # as root, tcpdump would switch to its own user once capturing, and that change
         # clears the parent-death signal: stay root, so it still stops if hs is killed
+        # NFLOG: microsecond time stamps only (libpcap refuses nano), and no snap length: libpcap
+        # sizes its netlink buffer by it and then loses the messages that do not fit (the nft
+        # rule's own "snaplen" keeps packets short there)
+        link = ["-s", str(self.snaplen), "--time-stamp-precision=nano"] if not is_nflog(self.interface) else []
         command = [tcpdump, *(["-Z", "root"] if os.geteuid() == 0 else []),
-                   *(["-i", self.interface] if self.interface else []), "-U", "--immediate-mode", "-n", "-s", str(self.snaplen),
-                   "--time-stamp-precision=nano", "-w", "-", *([self.bpf] if self.bpf else [])]
+                   *(["-i", self.interface] if self.interface else []), "-U", "--immediate-mode", "-n", *link,
+                   "-w", "-", *([self.bpf] if self.bpf else [])]
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
                                      env=c_locale(), preexec_fn=stop_with_parent(os.getpid()))
         os.set_blocking(self.proc.stdout.fileno(), False)
@@ -110,7 +127,8 @@ class LiveCapture:
             self._raw_path = folder / f".{self.record.name}.{os.getpid()}.pcap.part"
             self._copy = open(self._raw_path, "wb")
             source = _Tee(self.proc.stdout, self._copy)
-        self.reader = FollowReader(f"tcpdump -i {self.interface or '(its default)'}", f=source)
+        self.reader = FollowReader(f"tcpdump -i {self.interface or '(its default)'}", f=source,
+                                   decapsulation=self.decapsulation)
         self._wait_until_capturing()
 
     def _wait_until_capturing(self) -> None:

@@ -9,11 +9,87 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import HandshakeScoreError
+from ..sources.decoding import DEFAULT, Decapsulation
 from ..tracker import Kind, Outcome
 
-DEFAULT_FILTER = "tcp"
-DEFAULT_SNAPLEN = 128  # Ethernet + IPv6 + a TCP header with every option is 114 bytes
+# The first 160 bytes keep the inner TCP header's fixed 20 bytes (all the reader needs) under
+# the deepest common wrapping: VXLAN or ERSPAN III over IPv6 around a VLAN-tagged inner IPv6
+# (14+40+8+8+14+4+40+20 = 148; ERSPAN III with its subheader 156), and plain TCP over IPv6 whole
+# with every option (114). More would keep payload: it stops short of a TLS ClientHello's
+# server name in ordinary IPv4 TCP (at least ~116 bytes into the payload, which starts at 54-66).
+DEFAULT_SNAPLEN = 160
 MIN_SNAPLEN = 64
+
+def _ip(d: Decapsulation) -> str:
+    """TCP, and the IP packets the reader can look inside for it: GRE (ERSPAN too),
+    IPv4 in IP (4), IPv6 in IP (41), and UDP to a tunnel's port (VXLAN and Geneve by
+    destination port, as the reader takes them; GTP-U, Teredo and AYIYA by either)."""
+    udp = [f"udp dst port {p}" for p in dict.fromkeys((*d.vxlan_ports, *d.geneve_ports))]
+    udp += [f"udp port {p}" for p in dict.fromkeys((*d.gtp_ports, *d.teredo_ports, *d.ayiya_ports))]
+    return " or ".join(["tcp", "proto 47", "proto 4", "proto 41", *udp])
+
+
+def _ip_at(at: int, d: Decapsulation) -> str:
+    """:func:`_ip` for an IPv4 or IPv6 header at byte ``at`` of an Ethernet frame, by offsets
+    (for where libpcap's own words cannot go)."""
+    dst = sorted(set(d.vxlan_ports) | set(d.geneve_ports))
+    either = sorted(set(d.gtp_ports) | set(d.teredo_ports) | set(d.ayiya_ports))
+
+    def ports(udp: str) -> str:
+        return " or ".join([f"ether[{udp} + 2:2] = {p}" for p in dst]
+                           + [f"ether[{udp}:2] = {p} or ether[{udp} + 2:2] = {p}" for p in either])
+    v4 = " or ".join(f"ether[{at + 9}] = {p}" for p in (6, 47, 4, 41))
+    v6 = " or ".join(f"ether[{at + 6}] = {p}" for p in (6, 47, 4, 41))
+    # libpcap's "and" and "or" bind alike, left to right: every mix is in parentheses
+    return (f"(ether[{at}] & 0xf0 = 0x40 and ({v4} or (ether[{at + 9}] = 17 and "
+            f"({ports(f'{at} + (ether[{at}] & 0xf) * 4')})))) or "
+            f"(ether[{at}] & 0xf0 = 0x60 and ({v6} or (ether[{at + 6}] = 17 and ({ports(str(at + 40))}))))")
+
+
+def capture_filter(decapsulation: Decapsulation = DEFAULT, ethernet: bool = True) -> str:
+    """The default capture filter (libpcap syntax): every packet the reader can find TCP in,
+    tunnelled or not, and no other payloads (plain or tagged UDP, DNS...). A tunnel's packets
+    (GRE, IP in IP, UDP to its port), MPLS and a tagged PPPoE session are kept whole: the
+    filter does not look inside them.
+
+    ``ethernet`` adds what only an Ethernet link carries: MPLS, PPPoE sessions and 802.1Q
+    tags (QinQ, and PPPoE in a tag, as DSL uplinks have it). libpcap's ``vlan``,
+    ``pppoes`` and ``mpls`` move its offsets for the rest of the expression (and refuse
+    a ``vlan`` after ``pppoes``), so MPLS and PPPoE are matched by their EtherType
+    (``ether proto`` follows the tags) and the ``vlan`` branch comes last. On other
+    links (``-i any``, tun devices) these words do not compile."""
+    ip = _ip(decapsulation)
+    if not ethernet:
+        return ip
+    # whole: a label stack's depth varies, and a tag hides PPP's protocol field from libpcap
+    wrapped = "ether proto 0x8847 or ether proto 0x8848 or ether proto 0x8864"
+    pppoe = f"ether[12:2] = 0x8864 and ({_ip_at(22, decapsulation)})"  # untagged: looked inside, by offsets
+    tagged = f"{ip} or {wrapped}"
+    mpls = "ether proto 0x8847 or ether proto 0x8848"
+    return f"{ip} or {mpls} or ({pppoe}) or (vlan and ({tagged} or (vlan and ({tagged}))))"
+
+
+DEFAULT_FILTER = capture_filter()
+
+
+def is_nflog(interface: str | None) -> bool:
+    """``nflog`` or ``nflog:N``: the packets a netfilter ``log group N`` rule copies (Linux)."""
+    return bool(interface) and (interface == "nflog" or interface.startswith("nflog:"))
+
+
+def filter_for(interface: str | None, decapsulation: Decapsulation = DEFAULT) -> str:
+    """The default filter for ``interface``: none on NFLOG (libpcap cannot filter it, and
+    the nft rule that feeds it chose the packets), the IP-only one on a link that is not
+    Ethernet (Linux's ``/sys/class/net/IF/type``, 1 for Ethernet), the whole one otherwise."""
+    if is_nflog(interface):
+        return ""
+    try:
+        ethernet = Path(f"/sys/class/net/{interface}/type").read_text().strip() == "1" if interface else True
+    except OSError:  # "any" (Linux cooked), or not Linux: Ethernet unless it is "any"
+        ethernet = interface != "any"
+    return capture_filter(decapsulation, ethernet)
+
+
 STOP_WAIT_S = 10.0     # how long dumpcap gets to close its file once told to stop
 POLL_S = 0.2
 
@@ -76,17 +152,19 @@ class CaptureOptions:
     """What to record. ``interface`` None: the first interface that is not a loopback,
     as dumpcap would choose (a number: that line of :func:`list_interfaces`).
     ``output`` None: ``captures/IFACE-YYYYmmddTHHMMSSZ.pcapng`` (UTC). ``snaplen`` 0
-    keeps whole packets; ``bpf`` "" captures everything. ``ring`` is a :class:`Ring`
-    or its text (``100MB:10``). ``force`` replaces an existing file or ring."""
+    keeps whole packets; ``bpf`` None: :func:`filter_for` the interface (TCP, tunnelled
+    or not, by ``decapsulation``'s ports), "" captures everything. ``ring`` is a
+    :class:`Ring` or its text (``100MB:10``). ``force`` replaces an existing file or ring."""
 
     interface: str | None = None
     output: str | os.PathLike | None = None
     duration: float | None = None
     packets: int | None = None
-    bpf: str = DEFAULT_FILTER
+    bpf: str | None = None
     snaplen: int = DEFAULT_SNAPLEN
     ring: Ring | str | None = None
     force: bool = False
+    decapsulation: Decapsulation = DEFAULT
 
 
 @dataclass
@@ -114,6 +192,7 @@ class CaptureResult:
     interface: str
     output: Path
     options: CaptureOptions
+    bpf: str = ""  # the capture filter dumpcap was given ("" none)
     files: list[Path] = field(default_factory=list)
     written: int = 0
     size: int = 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..sources.ring import split_name
-from .options import DEFAULT_FILTER, DEFAULT_SNAPLEN, CaptureResult, Interface, Ring, Status
+from .options import DEFAULT_SNAPLEN, CaptureResult, Interface, Ring, Status, is_nflog
 from .session import STOP_WAIT_S
 
 def interfaces_table(interfaces: list[Interface]) -> str:
@@ -20,13 +20,18 @@ def describe_start(result: CaptureResult) -> str:
     """What is being recorded, where, and what is kept of each packet: said when it starts."""
     o = result.options
     ring = Ring.parse(o.ring) if isinstance(o.ring, str) else o.ring
-    if o.bpf == DEFAULT_FILTER:
-        what = f"{o.bpf}: TCP only (--filter changes it)"
+    if o.bpf is None:
+        what = ("TCP only, and the tunnels, VLANs, MPLS and PPPoE it may be inside (--filter changes it)"
+                if result.bpf else "none: NFLOG cannot be filtered, its nft rule chooses the packets (give "
+                "the rule queue-threshold 1: dumpcap keeps only the first packet of a batch)")
     else:
         what = f"{o.bpf!r} (yours)" if o.bpf else "none: every packet (TCP or not)"
-    keep = (f"the first {o.snaplen} bytes of each packet" + (": the headers, not the payload (--full keeps it)"
+    keep = (f"the first {o.snaplen} bytes of each packet" + (": the headers, tunnels' too, not the payload "
+                                                             "(--full keeps it)"
                                                              if o.snaplen == DEFAULT_SNAPLEN else "")
             if o.snaplen else "whole packets, payloads too")
+    if is_nflog(result.interface):  # libpcap cannot cut them short there (see session)
+        keep = "what the nft rule copies of each packet (its snaplen limits it)"
     until = []
     if o.duration is not None:
         until.append(f"{o.duration:g} s have passed")

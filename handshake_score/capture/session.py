@@ -22,7 +22,7 @@ from ..sources.ring import ring_files
 from ..tracker import HandshakeTracker, Kind, Outcome
 from .dumpcap import c_locale, find_dumpcap, list_interfaces, no_permission, reason, statistics
 from .options import (DEFAULT_SNAPLEN, MIN_SNAPLEN, CaptureFailed, CaptureOptions, CaptureResult, Ring, Status,
-                      default_output)
+                      default_output, filter_for, is_nflog)
 
 STOP_WAIT_S = 10.0     # how long dumpcap gets to close its file once told to stop
 POLL_S = 0.2
@@ -35,6 +35,7 @@ class _Plan:
     ring: Ring | None
     argv: list[str]
     write_to: Path     # what dumpcap is told (single file: a temporary name beside output)
+    bpf: str           # the capture filter: the user's, or the default for the interface
     replaced: list[Path]  # what --force replaces once the capture has started
 
 
@@ -45,7 +46,7 @@ def _plan(opts: CaptureOptions) -> _Plan:
         raise HandshakeScoreError(f"--packets {opts.packets}: give a number of packets above 0")
     if opts.snaplen and opts.snaplen < MIN_SNAPLEN:
         raise HandshakeScoreError(f"--snaplen {opts.snaplen}: at least {MIN_SNAPLEN} bytes, to keep the TCP header "
-                                  f"({DEFAULT_SNAPLEN} keeps it after IPv6 too)")
+                                  f"({DEFAULT_SNAPLEN} keeps it inside tunnels too)")
     ring = Ring.parse(opts.ring) if isinstance(opts.ring, str) else opts.ring
     if opts.output is not None:  # what the user can fix without dumpcap, first
         _check_output(Path(opts.output), ring, opts.force)
@@ -60,10 +61,11 @@ def _plan(opts: CaptureOptions) -> _Plan:
     else:
         folder, name = os.path.split(output)
         write_to = Path(folder) / f".{name}.{secrets.token_hex(4)}.part"
+    bpf = filter_for(interface, opts.decapsulation) if opts.bpf is None else opts.bpf
     argv = [dumpcap, "-i", interface, "-n", "-q", "-w", os.path.abspath(write_to)]
-    if opts.bpf:
-        argv += ["-f", opts.bpf]
-    if opts.snaplen:
+    if bpf:
+        argv += ["-f", bpf]
+    if opts.snaplen and not is_nflog(interface):  # libpcap loses NFLOG messages longer than it
         argv += ["-s", str(opts.snaplen)]
     if opts.duration is not None:
         argv += ["-a", f"duration:{opts.duration:g}"]
@@ -71,7 +73,7 @@ def _plan(opts: CaptureOptions) -> _Plan:
         argv += ["-c", str(opts.packets)]
     if ring is not None:
         argv += ["-b", f"filesize:{ring.kilobytes}", "-b", f"files:{ring.files}"]
-    return _Plan(dumpcap, interface, output, ring, argv, write_to, replaced)
+    return _Plan(dumpcap, interface, output, ring, argv, write_to, bpf, replaced)
 
 
 def _check_output(output: Path, ring: Ring | None, force: bool) -> None:
@@ -184,7 +186,7 @@ class _Run:
 
     def __init__(self, plan: _Plan, opts: CaptureOptions, signals: _Signals, stop: threading.Event | None):
         self.plan, self.opts, self.signals, self.stop = plan, opts, signals, stop
-        self.result = CaptureResult(plan.interface, plan.output, opts)
+        self.result = CaptureResult(plan.interface, plan.output, opts, plan.bpf)
         self.tracker = HandshakeTracker()
         self.current: FollowReader | None = None  # the file being written
         self.done = [0, 0, 0]  # packets, segments, bytes of the files before it
@@ -280,7 +282,7 @@ class _Run:
             if self.current is not None:
                 self.drain()
                 self.close_current()
-            self.current = FollowReader(name, f=opened)
+            self.current = FollowReader(name, f=opened, decapsulation=self.opts.decapsulation)
             self.paths.add(os.path.abspath(name))
             self.result.written += 1
             if opened is None:
@@ -332,7 +334,7 @@ class _Run:
         code = self.proc.returncode
         if code is not None and code < 0 and not any(ln.startswith("dumpcap: ") for ln in self.lines.text):
             return f"dumpcap was ended by {signal.Signals(-code).name}"
-        return reason("\n".join(self.lines.text), self.plan.interface, self.opts.bpf, self.plan.dumpcap,
+        return reason("\n".join(self.lines.text), self.plan.interface, self.plan.bpf, self.plan.dumpcap,
                        self.plan.output)
 
     def finish(self) -> CaptureResult:

@@ -22,6 +22,13 @@ from ..selection import Except, Only
 
 GIVEN = "handshake_score.performer_options"  # ctx.meta: {performer name: {key: value}}
 
+# The tunnels' extra UDP ports and the attempt key: hs play --live's, and every command
+# that scores captures (cli.py takes them from here)
+VxlanPort = Annotated[Optional[list[int]], typer.Option("--vxlan-port", metavar="PORT", help="Also read UDP port PORT as VXLAN (besides 4789 and Linux's 8472), for a mirror that uses another; repeatable.", show_default=False)]
+GenevePort = Annotated[Optional[list[int]], typer.Option("--geneve-port", metavar="PORT", help="Also read UDP port PORT as Geneve (besides 6081); repeatable.", show_default=False)]
+GtpPort = Annotated[Optional[list[int]], typer.Option("--gtp-port", metavar="PORT", help="Also read UDP port PORT as GTP-U (besides 2152); repeatable.", show_default=False)]
+VlanKey = Annotated[bool, typer.Option("--vlan-key", help="Key attempts by VLAN ids and tunnel endpoints too, like Zeek's vlan_fivetuple; by default an attempt is its inner addresses and ports.")]
+
 
 class PlayCommand(TyperCommand):
     """``hs play``, with every performer's options added from the registry the first time
@@ -89,11 +96,15 @@ def play(
     timing_log: Annotated[Optional[Path], typer.Option("--timing-log", metavar="FILE", help="Write a CSV of every strike: kind, scheduled_ns, actual_ns (time.perf_counter_ns), status.", show_default=False)] = None,
     live: Annotated[bool, typer.Option("--live", help="Strike the handshakes as they happen on the network (tcpdump, libpcap immediate mode; needs capture rights).")] = False,
     interface: Annotated[Optional[str], typer.Option("-i", "--interface", metavar="IFACE", help="With --live: the interface (default: tcpdump's, the first up that is not a loopback).", show_default=False)] = None,
-    bpf: Annotated[str, typer.Option("-f", "--filter", metavar="BPF", help="With --live: the capture filter (libpcap syntax).")] = "tcp",
+    bpf: Annotated[Optional[str], typer.Option("-f", "--filter", metavar="BPF", help="With --live: the capture filter (libpcap syntax; default: TCP and the tunnels hs looks inside, their --vxlan-port etc. too; none on nflog:N).", show_default=False)] = None,
     record: Annotated[Optional[Path], typer.Option("--record", metavar="FILE.pcapng", help="With --live: keep the capture (headers only), and write its score (scores/NAME.score) when it ends.", show_default=False)] = None,
     duration: Annotated[Optional[float], typer.Option("--duration", metavar="S", help="With --live: stop after S seconds.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing timing log, a log a performer writes (--pin-log), or a recording and its score.")] = False,
     performers: Annotated[bool, typer.Option("--performers", help="List the performers there are, what each needs and whether it can play here, and exit.")] = False,
+    vxlan_port: VxlanPort = None,
+    geneve_port: GenevePort = None,
+    gtp_port: GtpPort = None,
+    vlan_key: VlanKey = False,
 ):
     """Perform a score: on solenoids (gpiozero), a MIDI port, the speakers, OSC, a browser or the console, in real time or stretched.
 
@@ -114,9 +125,15 @@ def play(
                              (only is not None or without is not None, "--only/--except")):
             if said:
                 raise HandshakeScoreError(f"{option} is for a score; --live plays as it happens")
-        return play_live(to or [], given, orchestra, interface, bpf, record, duration, force=force)
+        from ..sources.readers import with_ports
+
+        tunnels = with_ports(tuple(vxlan_port or ()), tuple(geneve_port or ()), tuple(gtp_port or ()), vlan_key)
+        return play_live(to or [], given, orchestra, interface, bpf, record, duration, force=force,
+                         decapsulation=tunnels)
     for said, option in ((interface is not None, "--interface"), (record is not None, "--record"),
-                         (duration is not None, "--duration"), (bpf != "tcp", "--filter")):
+                         (duration is not None, "--duration"), (bpf is not None, "--filter"),
+                         (bool(vxlan_port), "--vxlan-port"), (bool(geneve_port), "--geneve-port"),
+                         (bool(gtp_port), "--gtp-port"), (vlan_key, "--vlan-key")):
         if said:
             raise HandshakeScoreError(f"{option} is for --live")
     if score_file is None:
@@ -173,14 +190,16 @@ def play(
         sys.exit(stopped)
 
 
-def play_live(to, given, orchestra, interface, bpf, record, duration, *, force: bool) -> None:
-    """hs play --live: tcpdump -> tracker -> performers, as it happens."""
+def play_live(to, given, orchestra, interface, bpf, record, duration, *, force: bool, decapsulation=None) -> None:
+    """hs play --live: tcpdump -> tracker -> performers, as it happens, through the tunnels
+    ``decapsulation`` names (default: :data:`~..sources.decoding.DEFAULT`)."""
     import time
 
     from ..capture.live import LiveCapture
     from ..cli import _default_name
     from ..files import check_writable
     from ..orchestra import DEFAULT, load_orchestra
+    from ..sources.decoding import DEFAULT as TUNNELS
     from .live import perform_live
 
     who, end = performers_and_end(to, None)
@@ -195,11 +214,12 @@ def play_live(to, given, orchestra, interface, bpf, record, duration, *, force: 
             check_writable(out, force)
     band = load_orchestra(orchestra) if orchestra else DEFAULT
     players = open_performers(options, band, live=True)
-    capture = LiveCapture(interface, bpf, record=record, force=force)
+    decapsulation = TUNNELS if decapsulation is None else decapsulation
+    capture = LiveCapture(interface, bpf, record=record, force=force, decapsulation=decapsulation)
     stopped = result = None
     try:
         capture.start()
-        print(f"hs: live on {interface or 'the default interface'} ({bpf or 'everything'}); Ctrl-C stops",
+        print(f"hs: live on {interface or 'the default interface'} ({capture.filter_said}); Ctrl-C stops",
               file=sys.stderr, flush=True)
         until = None if duration is None else time.monotonic() + duration
         result = perform_live(capture.batches, players, band, on_note=heartbeats(),
@@ -217,8 +237,10 @@ def play_live(to, given, orchestra, interface, bpf, record, duration, *, force: 
     if record is not None:
         from ..score import compose
         from ..scorefile import save_score
+        from ..summary import reading
 
-        made = compose([record], orchestra=band).score
+        with reading("fast", decapsulation):  # what hs played is what the score says
+            made = compose([record], orchestra=band).score
         save_score(made, score_out, force)
         print(f"recorded    {record}\nscore       {score_out} ({len(made):,} notes, {made.attempts():,} attempts)",
               file=sys.stderr)

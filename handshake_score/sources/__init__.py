@@ -18,10 +18,11 @@ import numpy as np
 from ..errors import CaptureError
 from ..segments import SEGMENT, TcpBatch
 from .decode import LINKTYPES, decode
+from .decoding import DEFAULT, Decapsulation
 from .pcap import MAGICS, MODIFIED_MAGICS, PcapFile
 from .pcapng import SHB, PcapngFile
 
-__all__ = ["CaptureReader", "LINKTYPES"]
+__all__ = ["CaptureReader", "Decapsulation", "LINKTYPES"]
 
 CHUNK_SIZE = 2 << 20  # larger chunks gain nothing: the gathers of a smaller one stay in cache
 
@@ -30,18 +31,23 @@ class CaptureReader:
     """Streams the TCP segments of a pcap or pcapng file in bounded chunks.
 
     ``strict``: a file cut short in the middle of a record is an error instead
-    of a warning. After iterating, ``packets`` is the number of records read,
-    ``segments`` the TCP segments among them, ``first_ns`` the time of the
+    of a warning. ``decapsulation``: which tunnels to look inside (see
+    :class:`~.decoding.Decapsulation`). After iterating, ``packets`` is the number
+    of records read, ``segments`` the TCP segments among them, ``protected`` the
+    records skipped as protected (encrypted 802.11) frames, ``first_ns`` the time of the
     first record and ``truncated_at`` the byte offset where the record that the
     file ends inside starts (None when whole).
     """
 
-    def __init__(self, path: str | os.PathLike, strict: bool = False, chunk_size: int | None = None):
+    def __init__(self, path: str | os.PathLike, strict: bool = False, chunk_size: int | None = None,
+                 decapsulation: Decapsulation = DEFAULT):
         self.path = os.fspath(path)
+        self.decapsulation = decapsulation
         self.strict = strict
         self.chunk_size = chunk_size or CHUNK_SIZE
         self.packets = 0
         self.segments = 0
+        self.protected = 0
         self.truncated_at: int | None = None
         self.first_ns: int | None = None  # the time of the first record
         self.bytes_read = 0
@@ -67,8 +73,9 @@ class CaptureReader:
             for records in source.chunks():
                 if self.first_ns is None and len(records):
                     self.first_ns = int(records.time_ns(np.zeros(1, np.intp))[0])
-                batch = decode(records)
+                batch = decode(records, self.decapsulation)
                 self.packets += batch.packets
+                self.protected += batch.protected
                 self.segments += len(batch)
                 self.bytes_read = source.buffer.base
                 yield batch

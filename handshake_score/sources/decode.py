@@ -1,4 +1,5 @@
-"""From capture records to TCP segments: link layer, IPv4/IPv6, TCP.
+"""From capture records to TCP segments: link layer, IPv4/IPv6, TCP, and the
+tunnels around them.
 
 Two passes. The cheap one runs over every record and finds the TCP header of
 each segment with its flags, ports, sequence and acknowledgement numbers: the
@@ -7,6 +8,11 @@ addresses, payload length) only for the segments asked for, and
 ``TcpBatch.addresses`` only the addresses, for the few the prefilter must tell apart.
 Every read is a numpy gather by byte offset; offsets past a packet's captured
 length are masked out, never trusted.
+
+The first pass reads plain TCP (link, VLAN tags, IP, TCP) and nothing else, so
+the common capture pays nothing for tunnels. The records it finds no TCP in go
+through :func:`.tunnels.walk` (GRE, VXLAN, MPLS, ...); their segments carry the
+innermost IP header's addresses and lengths.
 """
 
 from __future__ import annotations
@@ -15,29 +21,30 @@ import numpy as np
 
 from ..errors import CaptureError
 from ..segments import SEGMENT, ZERO_HIGH, TcpBatch
+from . import links, tunnels
+from .decoding import DEFAULT, Decapsulation
 from .records import Records, be_u64, be_views, le_views
 
-LINKTYPES = {
+_BUILTIN = {
     0: "BSD loopback (NULL)", 1: "Ethernet", 12: "raw IP", 14: "raw IP", 101: "raw IP",
     108: "OpenBSD loopback (LOOP)", 113: "Linux cooked (SLL)", 228: "raw IPv4", 229: "raw IPv6",
     276: "Linux cooked v2 (SLL2)",
 }
-_OTHER_NAMES = {105: "IEEE 802.11", 127: "802.11 radiotap", 187: "Bluetooth HCI", 189: "USB Linux", 220: "USB Linux mmapped"}
+LINKTYPES = {**links.NAMES, **_BUILTIN}
+_OTHER_NAMES = {187: "Bluetooth HCI", 189: "USB Linux", 195: "IEEE 802.15.4", 220: "USB Linux mmapped", 249: "USBPcap"}
 _VLAN = (0x8100, 0x88A8, 0x9100)
 _TAGGED = 255
 _ETHER = np.zeros(1 << 16, np.uint8)  # EtherType -> IP version (0: not IP), or _TAGGED for a VLAN tag
 _ETHER[0x0800], _ETHER[0x86DD], _ETHER[list(_VLAN)] = 4, 6, _TAGGED
-# the first byte of an IPv4 header -> its length in bytes, or 0 if it is not IPv4 with IHL >= 5
-_IPV4_HEADER = np.array([(v & 15) * 4 if v >> 4 == 4 and v & 15 >= 5 else 0 for v in range(256)], np.int64)
-_IPV6_EXT = np.array([0, 43, 60, 135, 139, 140, 253, 254])  # length in 8-byte units, less one
-_IPV6_FRAGMENT, _IPV6_AH = 44, 51
+_IPV4_HEADER = tunnels.IPV4_HEADER
 
 
 def check_linktype(path: str, linktype: int) -> None:
-    if linktype not in LINKTYPES:
+    if linktype not in _BUILTIN and linktype not in links.NAMES:
         name = _OTHER_NAMES.get(linktype)
         what = f" ({name})" if name else ""
-        raise CaptureError(path, f"unsupported link type {linktype}{what}; hs reads Ethernet, Linux cooked, loopback and raw IP captures")
+        raise CaptureError(path, f"unsupported link type {linktype}{what}; hs reads Ethernet, Linux cooked, loopback and raw IP captures "
+                                 "and the link types in docs/tunnels.md; rerun with --reader tshark for the rest")
 
 
 class _Bytes:
@@ -81,23 +88,40 @@ def _loopback_family(family: np.ndarray) -> np.ndarray:
     return np.where(family == 2, 4, np.where((family == 24) | (family == 28) | (family == 30), 6, 0)).astype(np.uint8)
 
 
-def _link(b: _Bytes, linktype: int, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """IP version (4, 6, or 0 for anything else) and network-layer offset."""
+def _link(b: _Bytes, linktype: int, s: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """IP version (4, 6, or 0 for anything else), network-layer offset, and how
+    many records were protected (encrypted 802.11) frames."""
+    if linktype not in _BUILTIN:
+        et, off, protected = links.link(b, linktype, s, end)
+        return *_ethertype(b, np.asarray(et, np.uint16), np.asarray(off, np.int64)), protected
     if linktype == 1:
-        return _ethertype(b, b.u16(s + 12), s + 14)
+        return *_ethertype(b, b.u16(s + 12), s + 14), 0
     if linktype == 113:
-        return _ethertype(b, b.u16(s + 14), s + 16)
+        return *_ethertype(b, b.u16(s + 14), s + 16), 0
     if linktype == 276:
-        return _ethertype(b, b.u16(s), s + 20)
+        return *_ethertype(b, b.u16(s), s + 20), 0
     if linktype == 0:  # the capturing host's byte order, which the file does not record
         le = b.le32[np.minimum(s, b.last)]
-        return _loopback_family(np.where(le <= 0xFFFF, le, b.u32(s))), s + 4
+        return _loopback_family(np.where(le <= 0xFFFF, le, b.u32(s))), s + 4, 0
     if linktype == 108:
-        return _loopback_family(b.u32(s)), s + 4
+        return _loopback_family(b.u32(s)), s + 4, 0
     version = (b.u8_(s) >> 4).astype(np.uint8)
     allowed = {228: (4,), 229: (6,)}.get(linktype, (4, 6))
     version = np.where(np.isin(version, allowed), version, 0).astype(np.uint8)
-    return version, s.copy()
+    return version, s.copy(), 0
+
+
+def _link_kind(b: _Bytes, linktype: int, s: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the link header carries, as :mod:`.tunnels` reads it: an EtherType
+    (0 for none) and its offset."""
+    if linktype not in _BUILTIN:
+        et, off, _ = links.link(b, linktype, s, end)  # protected frames were counted by the first pass
+        return np.asarray(et, np.int64), np.asarray(off, np.int64)
+    at = {1: 12, 113: 14, 276: 0}.get(linktype)
+    if at is not None:
+        return b.u16(s + at).astype(np.int64), s + (20 if linktype == 276 else at + 2)
+    version, off, _ = _link(b, linktype, s, end)  # loopback and raw IP: the family or version says it
+    return np.where(version == 4, tunnels.IPV4, np.where(version == 6, tunnels.IPV6, 0)), off
 
 
 def _ipv4(b: _Bytes, o: np.ndarray, end: np.ndarray):
@@ -110,22 +134,7 @@ def _ipv4(b: _Bytes, o: np.ndarray, end: np.ndarray):
 
 def _ipv6(b: _Bytes, o: np.ndarray, end: np.ndarray):
     """TCP offset of IPv6 packets after any extension headers; non-first fragments dropped."""
-    ok = ((b.u8_(o) >> 4) == 6) & (o + 40 <= end)
-    nh = b.u8_(o + 6).astype(np.int64)
-    l4 = o + 40
-    for _ in range(10):
-        ext = np.isin(nh, _IPV6_EXT)
-        frag, ah = nh == _IPV6_FRAGMENT, nh == _IPV6_AH
-        j = np.flatnonzero((ext | frag | ah) & ok)
-        if not len(j):
-            break
-        p = l4[j]
-        hlen = b.u8_(p + 1).astype(np.int64)
-        size = np.where(ah[j], (hlen + 2) * 4, np.where(frag[j], 8, (hlen + 1) * 8))
-        later_fragment = frag[j] & ((b.u16(p + 2) & 0xFFF8) != 0)
-        ok[j[later_fragment]] = False
-        nh[j] = b.u8_(p)
-        l4[j] = p + size
+    ok, l4, nh, _ = tunnels.ipv6_chain(b, o, end)
     return l4, ok & (nh == 6)
 
 
@@ -134,19 +143,44 @@ def _column(rows: np.ndarray, offset: int, dtype: str) -> np.ndarray:
     return np.ndarray(len(rows), dtype, rows, offset, (rows.itemsize,))
 
 
-def decode(rec: Records) -> TcpBatch:
-    """The TCP segments among ``rec``, in record order."""
+def _linktypes(rec: Records):
+    """``(linktype, rows)`` for each link type among the records (rows None: all)."""
+    if isinstance(rec.linktype, (int, np.integer)):
+        return [(int(rec.linktype), None)]
+    return [(int(lt), np.flatnonzero(rec.linktype == lt)) for lt in np.unique(rec.linktype)]
+
+
+def _decapsulate(b: _Bytes, rec: Records, rows: np.ndarray, decapsulation: Decapsulation):
+    """Walk records ``rows`` from their link header through every encapsulation: the
+    :class:`~.tunnels.Walk`, and which of them end in a TCP header whose flags and
+    window were captured."""
+    start, end = rec.start[rows], rec.start[rows] + rec.caplen[rows]
+    kind, off = np.zeros(len(rows), np.int64), start.copy()
+    for lt, which in _linktypes(rec):
+        if which is None:
+            kind, off = _link_kind(b, lt, start, end)
+        else:
+            k = np.flatnonzero(rec.linktype[rows] == lt)
+            kind[k], off[k] = _link_kind(b, lt, start[k], end[k])
+    w = tunnels.Walk(b, kind, off, end, decapsulation)
+    return w, tunnels.walk(w, decapsulation.max_depth) & (w.off + 16 <= end)
+
+
+def decode(rec: Records, decapsulation: Decapsulation = DEFAULT) -> TcpBatch:
+    """The TCP segments among ``rec``, in record order, unwrapped from the tunnels
+    ``decapsulation`` names."""
     b = _Bytes(rec.buf)
     start, end = rec.start, rec.start + rec.caplen
     n = len(start)
     version = np.zeros(n, np.uint8)
     l3 = start.copy()
-    if isinstance(rec.linktype, (int, np.integer)):
-        version, l3 = _link(b, int(rec.linktype), start)
-    else:
-        for lt in np.unique(rec.linktype):
-            rows = np.flatnonzero(rec.linktype == lt)
-            version[rows], l3[rows] = _link(b, int(lt), start[rows])
+    protected = 0
+    for lt, rows in _linktypes(rec):
+        if rows is None:
+            version, l3, protected = _link(b, lt, start, end)
+        else:
+            version[rows], l3[rows], p = _link(b, lt, start[rows], end[rows])
+            protected += p
     l4 = np.zeros(n, np.int64)
     ok = np.zeros(n, bool)
     for v, parse in ((4, _ipv4), (6, _ipv6)):
@@ -154,11 +188,22 @@ def decode(rec: Records) -> TcpBatch:
         if len(rows):
             l4[rows], ok[rows] = parse(b, l3[rows], end[rows])
     ok &= l4 + 16 <= end  # through the flags and window; options and payload may be cut by the snap length
+    context = None
+    if decapsulation.context:  # every record walked, for its VLAN ids too
+        w, ok = _decapsulate(b, rec, np.arange(n), decapsulation)
+        l3, l4, version, context = w.l3, w.off, w.version, w.ctx
+    elif not ok.all():
+        deeper = np.flatnonzero(~ok)
+        w, found = _decapsulate(b, rec, deeper, decapsulation)
+        if found.any():
+            inner = deeper[found]
+            ok[inner], l3[inner], l4[inner], version[inner] = True, w.l3[found], w.off[found], w.version[found]
     if ok.all():  # every record a TCP segment, as in most captures: no copies
         rows = np.arange(n)
     else:
         rows = np.flatnonzero(ok)
         l3, l4, version = l3[rows], l4[rows], version[rows]
+        context = None if context is None else context[rows]
     head = b.u64(l4)        # ports, sequence number
     tail = b.u64(l4 + 8)    # acknowledgement number, data offset and flags, window
     ports, seq = (head >> np.uint64(32)).astype(np.uint32), head.astype(np.uint32)
@@ -212,4 +257,5 @@ def decode(rec: Records) -> TcpBatch:
         return tuple(out)
 
     return TcpBatch(word & 0x0FFF, (ports >> 16).astype(np.uint16), (ports & 0xFFFF).astype(np.uint16), seq, ack, select,
-                    packets=n, addresses=addresses, times=lambda i: rec.time_ns(rows[np.asarray(i, np.int64)]))
+                    packets=n, addresses=addresses, times=lambda i: rec.time_ns(rows[np.asarray(i, np.int64)]),
+                    context=None if context is None else context.__getitem__, protected=protected)

@@ -25,6 +25,7 @@ from typing import BinaryIO, Iterator
 from ..errors import CaptureError
 from ..segments import TcpBatch
 from .decode import decode
+from .decoding import DEFAULT, Decapsulation
 from .pcap import HEADER, MAGICS, PcapFile
 from .pcapng import SHB, PcapngFile
 
@@ -37,19 +38,23 @@ class FollowReader:
     """The TCP segments of a growing pcapng file, in whole blocks, as they are written.
 
     ``packets`` counts the records read so far, ``segments`` the TCP segments among
-    them; ``whole_bytes`` is where the last whole block ends (the file's length once
+    them (``protected``: those skipped as protected 802.11 frames); ``decapsulation``
+    says which tunnels to look inside; ``whole_bytes`` is where the last whole block ends (the file's length once
     it is complete) and ``size`` how many bytes were in the file at the last look,
     so ``size - whole_bytes`` bytes are a block being written, or one cut short for
     good once the writer is gone. A file that does not exist yet is waited for too.
     """
 
-    def __init__(self, path: str | os.PathLike, chunk_size: int = CHUNK_SIZE, f: BinaryIO | None = None):
+    def __init__(self, path: str | os.PathLike, chunk_size: int = CHUNK_SIZE, f: BinaryIO | None = None,
+                 decapsulation: Decapsulation = DEFAULT):
         """``f``: the file already open (unbuffered), for a file that may be deleted or
         renamed before we get to it; else ``path`` is opened when it appears."""
         self.path = os.fspath(path)
         self.chunk_size = chunk_size
         self.packets = 0
         self.segments = 0
+        self.protected = 0
+        self.decapsulation = decapsulation
         self.whole_bytes = 0
         self.size = 0
         self._f = f
@@ -110,9 +115,10 @@ class FollowReader:
             consumed, need, records = source._chunk(buf.view(), buf.n) if buf.n else (0, 0, None)
             self._consumed = consumed  # dropped on the next read, even if our caller stops here
             if records is not None:
-                batch = decode(records)
+                batch = decode(records, self.decapsulation)
                 del records
                 self.packets += batch.packets
+                self.protected += batch.protected
                 self.segments += len(batch)
                 yield batch
             if consumed:
