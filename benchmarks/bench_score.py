@@ -1,6 +1,7 @@
 """Time ``hs score`` end to end beside tshark and tcpdump on captures of several shapes.
 
     python benchmarks/bench_score.py [--packets 1000000] [--runs 5] [--tshark-runs 2] [--out benchmarks/RESULTS.md]
+                                     [--shapes mixed,vxlan,erspan] [--before DIR]
 
 Shapes (``--shapes``, all by default), each about ``--packets`` packets, made once in
 benchmarks/data/ (git-ignored) by make_capture.py:
@@ -11,7 +12,13 @@ benchmarks/data/ (git-ignored) by make_capture.py:
 - ``download-full``, ``download-cut``: the data from the server (pcapng);
 - ``loopback``: real traffic recorded by dumpcap on lo (pcapng, 128 bytes) while
   make_capture.py uploads and downloads a few MB, makes hundreds of short connections a second
-  and connects to a closed port and to a listener that never answers.
+  and connects to a closed port and to a listener that never answers;
+- ``vxlan``, ``erspan``: the mixed capture as a switch mirrors it, every frame inside VXLAN
+  with a VLAN tag inside, or inside GRE and ERSPAN type II (pcap, 160-byte frames). Not among
+  the default shapes; tcpdump's filter does not look inside tunnels, so it is not run on them.
+
+``--before DIR``: a checkout of an older commit (``git worktree add --detach DIR COMMIT``);
+its ``hs score --no-write`` runs beside today's, taking turns, and a table compares them.
 
 hs runs from a copy of the package made when the run starts (so the whole run measures one
 version, whatever is edited meanwhile). Rows per shape: ``hs score --json --no-write``, ``hs score --json`` writing the score file,
@@ -55,7 +62,14 @@ SHAPES = {  # name: make_capture.py arguments and file name
     "download-full": (["--shape", "download", "--snaplen", "0", "--format", "pcapng"], "download-full-{n}.pcapng"),
     "download-cut": (["--shape", "download", "--format", "pcapng"], "download-cut-{n}.pcapng"),
     "loopback": (["--shape", "loopback"], "loopback-{n}.pcapng"),
+    "vxlan": (["--shape", "mixed", "--tunnel", "vxlan", "--snaplen", "160"], "vxlan-{n}.pcap"),
+    "erspan": (["--shape", "mixed", "--tunnel", "erspan", "--snaplen", "160"], "erspan-{n}.pcap"),
 }
+DEFAULT_SHAPES = [s for s in SHAPES if s not in ("vxlan", "erspan")]
+TUNNELLED = ("vxlan", "erspan")
+HS_BEFORE = "hs score --no-write, before"
+HS_TSHARK = "hs score --no-write --reader tshark"  # Wireshark's dissectors: for link types hs does not read
+OURS = (HS, HS_WRITING, HS_BEFORE, HS_TSHARK)  # the rows that print hs's JSON summary
 
 
 def measure(argv, sample=False, timeout=900) -> tuple[dict, str]:
@@ -89,10 +103,10 @@ def capture(packets: int, shape: str = "mixed") -> tuple[Path, dict]:
     return path, json.loads(expected.read_text())
 
 
-def snapshot(folder: Path) -> list[str]:
+def snapshot(folder: Path, root: Path = HERE.parent) -> list[str]:
     """A copy of the package as it is now in ``folder``, and the command that runs its ``hs``:
     the whole run measures one version, whatever is edited meanwhile."""
-    shutil.copytree(HERE.parent / "handshake_score", folder / "handshake_score",
+    shutil.copytree(root / "handshake_score", folder / "handshake_score",
                     ignore=shutil.ignore_patterns("__pycache__"))
     return ["env", f"PYTHONPATH={folder}", sys.executable, "-P", "-c", "from handshake_score.cli import main; main()"]
 
@@ -127,7 +141,17 @@ def syn_rst_count(path: Path) -> int:
         return count_pcap_records(out)
 
 
-def rows_for(shape: str, path: Path, truth: dict, hs: list[str] | None) -> list[dict]:
+def found_by_before(out: str, truth: dict) -> str:
+    """The older code's result, said without failing the run (it may not read a new shape)."""
+    got = json.loads(out)
+    if "notes" not in truth:  # the recorded capture: the attempts made
+        found, made = got["handshakes"], truth["handshakes"]
+        return "attempts made = found" if found == made else f"{sum(found.values()):,} attempts of {sum(made.values()):,}"
+    return "matches ground truth" if all(got.get(k) == truth[k] for k in KINDS) else \
+        f"{sum(got.get('notes', {}).values()):,} notes of {sum(truth['notes'].values()):,}"
+
+
+def rows_for(shape: str, path: Path, truth: dict, hs: list[str] | None, before: list[str] | None = None) -> list[dict]:
     """What to run on one capture: name, argv, runs, and a check of its output."""
     synthetic = "notes" in truth
     check = (lambda out: check_hs(out, truth)) if synthetic else (lambda out: check_handshakes(out, truth))
@@ -140,10 +164,38 @@ def rows_for(shape: str, path: Path, truth: dict, hs: list[str] | None) -> list[
     if hs:
         rows[0:0] = [dict(name=HS, argv=[*hs, "score", path, "--json", "--no-write"], check=check),
                      dict(name=HS_WRITING, argv=[*hs, "score", path, "--json", "--force", "-o", DATA / "bench.score"],
+                          check=check),
+                     dict(name=HS_TSHARK, argv=[*hs, "score", path, "--json", "--no-write", "--reader", "tshark"],
                           check=check)]
+    if hs and before:
+        rows.insert(1, dict(name=HS_BEFORE, argv=[*before, "score", path, "--json", "--no-write"],
+                            check=lambda out: found_by_before(out, truth)))
+    if shape in TUNNELLED:
+        rows = [r for r in rows if r["name"] != TCPDUMP]
     for r in rows:
-        r["shape"] = shape
+        r["shape"], r["capture"] = shape, path
     return [r for r in rows if shutil.which(str(r["argv"][0]))]
+
+
+def warm(path) -> None:
+    """Read ``path`` once, untimed, so every command finds it in the page cache: the first
+    command to read a capture of a round would otherwise pay for the disk alone (a sandbox's
+    page cache need not hold every shape's capture)."""
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
+def in_turns(rows: list[dict], i: int) -> list[dict]:
+    """The rows of run ``i``: shape by shape, each capture warmed before its commands, and
+    the commands of a shape in reverse order every other run, so that none always runs first."""
+    shapes = {}
+    for r in rows:
+        shapes.setdefault(r["shape"], []).append(r)
+    ordered = []
+    for group in shapes.values():
+        ordered += [None] + (group[::-1] if i % 2 else group)  # None: warm the capture first
+    return ordered
 
 
 def run_all(rows: list[dict], runs: int, tshark_runs: int) -> None:
@@ -152,20 +204,24 @@ def run_all(rows: list[dict], runs: int, tshark_runs: int) -> None:
     for r in rows:
         r["seconds"], r["rss"], r["inner"] = [], [], []
     for i in range(runs):
-        for r in rows:
-            if r["name"] == TSHARK and i >= tshark_runs:
+        turns = in_turns(rows, i)
+        for k, r in enumerate(turns):
+            if r is None:
+                warm(turns[k + 1]["capture"])
+                continue
+            if r["name"] in (TSHARK, HS_TSHARK) and i >= tshark_runs:
                 continue
             m, out = measure(r["argv"], timeout=1800)
             r["seconds"].append(m["seconds"])
             r["rss"].append(m["max_rss_mb"])
             if i == 0:
                 r["result"] = r["check"](out)
-            if r["name"] in (HS, HS_WRITING):
+            if r["name"] in OURS:
                 r["inner"].append(json.loads(out)["seconds"])
             print(f"  run {i + 1}/{runs} {r['shape']} {r['name']}: {m['seconds']:.3f} s, {m['max_rss_mb']:.0f} MB",
                   flush=True)
     for r in rows:
-        r["tree"] = measure(r["argv"], sample=True, timeout=1800)[0]["tree_pss_mb"] if r["name"] in (HS, HS_WRITING) else 0
+        r["tree"] = measure(r["argv"], sample=True, timeout=1800)[0]["tree_pss_mb"] if r["name"] in OURS else 0
         r["median_s"] = statistics.median(r["seconds"])
         r["rss_mb"] = statistics.median(r["rss"])
         r["peak_mb"] = max(max(r["rss"]), r["tree"])
@@ -245,7 +301,7 @@ def table(rows: list[dict]) -> list[str]:
     for r in rows:
         if hs is None or r is hs:
             beside = "itself" if r is hs else "-"
-        elif r["name"] == HS_WRITING:
+        elif r["name"] in OURS:
             beside = f"{r['median_s'] / hs['median_s']:.2f}x its time"
         else:
             x = r["median_s"] / hs["median_s"]
@@ -253,6 +309,21 @@ def table(rows: list[dict]) -> list[str]:
         tree = f"{r['tree']:.0f}" if r["tree"] else "-"
         out.append(f"| {r['name']} | {len(r['seconds'])} | {r['median_s']:.3f} | {r['packets'] / r['median_s']:,.0f} | "
                    f"{r['rss_mb']:.0f} | {tree} | {beside} | {r['result']} |")
+    return out
+
+
+def before_after(shapes: dict, before_code: str) -> list[str]:
+    """hs --no-write now and at the older commit, shape by shape, from the same run."""
+    out = [f"Before: {before_code}. Same run, commands taking turns; medians.", "",
+           "| capture | before s | before packets/s | now s | now packets/s | now / before | before found |",
+           "|---|---:|---:|---:|---:|---:|---|"]
+    for shape, rows in shapes.items():
+        by = {r["name"]: r for r in rows}
+        old, new = by.get(HS_BEFORE), by.get(HS)
+        if old and new:
+            out.append(f"| {shape} | {old['median_s']:.3f} | {old['packets'] / old['median_s']:,.0f} | "
+                       f"{new['median_s']:.3f} | {new['packets'] / new['median_s']:,.0f} | "
+                       f"{new['median_s'] / old['median_s']:.2f}x | {old['result']} |")
     return out
 
 
@@ -265,28 +336,33 @@ def describe(shape: str, path: Path, truth: dict, packets: int) -> str:
                 f"{truth['transfer_mb']:g} MB and short ones), {made['refused']:,} refused, "
                 f"{made['unanswered']:,} unanswered.")
     snap = "whole frames" if not truth["snaplen"] else f"snap length {truth['snaplen']}"
+    tunnel = {"vxlan": ", every frame in VXLAN over IPv4 with a VLAN tag inside",
+              "erspan": ", every frame in GRE and ERSPAN type II over IPv4"}.get(truth.get("tunnel"), "")
     return (f"`{path.name}`: {packets:,} packets, {truth['format']}, {snap}, {size}, {truth.get('shape', 'mixed')} "
-            f"connections, {truth['connections']:,} of them, {truth['syn_or_rst_packets'] / packets:.1%} SYN/RST packets.")
+            f"connections{tunnel}, {truth['connections']:,} of them, {truth['syn_or_rst_packets'] / packets:.1%} SYN/RST packets.")
 
 
-def report(args, captures, shapes, profile, startup, code) -> str:
+def report(args, captures, shapes, profile, startup, code, before_code=None) -> str:
     same_code = code[0].rsplit("digest", 1)[-1] == code[1].rsplit("digest", 1)[-1]
     changed = [] if same_code else [f"- **hs's code changed during the run**: {code[1]} at the end. "
                                     "Run again for figures of one version.", ""]
     lines = [
         "# hs score benchmark", "",
-        f"`python benchmarks/bench_score.py --packets {args.packets} --runs {args.runs} --tshark-runs {args.tshark_runs}` "
-        "(see benchmarks/README.md). Each command a fresh process per run, commands taking turns; medians of the "
+        f"`python benchmarks/bench_score.py --packets {args.packets} --runs {args.runs} --tshark-runs {args.tshark_runs}"
+        f"{' --shapes ' + args.shapes if args.shapes != ','.join(DEFAULT_SHAPES) else ''}"
+        f"{' --before DIR' if args.before else ''}` "
+        "(see benchmarks/README.md). Each command a fresh process per run, commands taking turns (a capture read once, untimed, before its commands in each round, and their order reversed every other round); medians of the "
         "runs, and ratios of medians of this run. Peak RSS: the largest process (median of the runs); peak PSS: "
         "all of hs's processes together (it reads in a forked worker), sampled every 10 ms in one more, untimed run.", "",
         "## Machine", "",
         *machine(["numpy", "handshake-score"], [["tshark", "--version"], ["tcpdump", "--version"]]),
         f"- handshake_score: {code[0]}", "", *changed,
         "## Targets, shape by shape", "", *verdict_rows(shapes), "",
-        f"tshark is at most {args.tshark_runs} runs a shape (it takes half a minute a run); the rest {args.runs}. "
+        f"tshark and hs --reader tshark are at most {args.tshark_runs} runs a shape (they are slow); the rest {args.runs}. "
         + (f"Process start, imports and the CLI alone (hs score on a 1,000-packet capture): "
            f"{startup['median_s']:.3f} s." if startup else ""), "",
         "## Captures", "", *[f"- **{shape}**: {describe(shape, *captures[shape])}" for shape in shapes], "",
+        *(["## Before and after", "", *before_after(shapes, before_code), ""] if before_code else []),
         "## Every run", "",
     ]
     for shape, rows in shapes.items():
@@ -309,7 +385,8 @@ def main(argv=None) -> int:
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tshark-runs", type=int, default=2, help="runs of tshark per shape (it is slow)")
-    ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated, of: " + ", ".join(SHAPES))
+    ap.add_argument("--shapes", default=",".join(DEFAULT_SHAPES), help="comma-separated, of: " + ", ".join(SHAPES))
+    ap.add_argument("--before", type=Path, help="a checkout of an older commit, timed beside today's code")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = ap.parse_args(argv)
     if str(HERE) not in sys.path:
@@ -319,18 +396,19 @@ def main(argv=None) -> int:
     copy = Path(tempfile.mkdtemp(prefix="bench-score-"))
     try:
         hs = snapshot(copy)
+        before = snapshot(copy / "before", args.before) if args.before else None
         sys.path.insert(0, str(copy))  # the stages are timed on the same copy
-        return run(args, names, captures, shapes, profile, hs, copy)
+        return run(args, names, captures, shapes, profile, hs, copy, before)
     finally:
         shutil.rmtree(copy, ignore_errors=True)
 
 
-def run(args, names, captures, shapes, profile, hs, copy: Path) -> int:
+def run(args, names, captures, shapes, profile, hs, copy: Path, before: list[str] | None = None) -> int:
     for shape in names:
         path, truth = capture(args.packets, shape)
         packets = truth.get("packets") or _packets(path)
         captures[shape] = (path, truth, packets)
-        shapes[shape] = rows_for(shape, path, truth, hs)
+        shapes[shape] = rows_for(shape, path, truth, hs, before)
         for r in shapes[shape]:
             r["packets"] = packets
     code_before = code_state(copy)
@@ -338,13 +416,13 @@ def run(args, names, captures, shapes, profile, hs, copy: Path) -> int:
     all_rows = [r for rows in shapes.values() for r in rows]
     if hs:
         small, small_truth = capture(1_000)
-        startup = dict(name="startup", shape="1,000 packets", argv=[*hs, "score", small, "--json", "--no-write"],
+        startup = dict(name="startup", shape="1,000 packets", capture=small, argv=[*hs, "score", small, "--json", "--no-write"],
                        packets=1_000, check=lambda out: check_hs(out, small_truth))
     print(f"timing {len(all_rows)} commands, {args.runs} runs each (tshark {args.tshark_runs})", flush=True)
     run_all(all_rows + ([startup] if startup else []), args.runs, args.tshark_runs)
     for shape, rows in shapes.items():
         path, truth, packets = captures[shape]
-        kept = syn_rst_count(path) if shutil.which("tcpdump") else None
+        kept = syn_rst_count(path) if shutil.which("tcpdump") and shape not in TUNNELLED else None
         want = truth.get("syn_or_rst_packets", kept)
         for r in rows:
             if r["name"] == TCPDUMP:
@@ -356,7 +434,12 @@ def run(args, names, captures, shapes, profile, hs, copy: Path) -> int:
                                                          if n == want else f" MISMATCH != {want:,}")
         if hs:
             profile[shape] = stages(path)
-    text = report(args, captures, shapes, profile, startup, (code_before, code_state(copy)))
+    before_code = None
+    if before:
+        commit = subprocess.run(["git", "-C", args.before, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip() or "?"
+        before_code = f"commit {commit} (`{args.before}`)"
+    text = report(args, captures, shapes, profile, startup, (code_before, code_state(copy)), before_code)
     print("\n" + text)
     args.out.write_text(text)
     print(f"wrote {args.out}")

@@ -635,9 +635,7 @@ def _fast_notes(src: np.ndarray, lo: int, hi: int, n_sources: int, max_time: int
         if np.any(np.diff(at["time_ns"]) < 0) or (done and at["time_ns"][0] < notes["time_ns"][done - 1]):
             return None
         done += len(e)
-    hosts = clients + servers
-    del clients, servers
-    found = _fast_hosts(*_joined(hosts))
+    found = _fast_hosts(*_joined(clients + servers))
     if found is None:
         return None
     labels, hosts = found
@@ -699,9 +697,7 @@ def _fast_attempts(src: np.ndarray, lo: int, hi: int, max_time: int) -> Attempts
         return None
     time = c["time_ns"]
     time[syn_row] = c["syn_time"]  # a call is at its SYN
-    hosts = clients + servers
-    del clients, servers
-    found = _fast_hosts(*_joined(hosts))
+    found = _fast_hosts(*_joined(clients + servers))
     if found is None:
         return None
     labels, hosts = found

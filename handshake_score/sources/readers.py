@@ -23,7 +23,6 @@ from .decode import LINKTYPES
 from .decoding import DEFAULT, Decapsulation
 from .pcap import MAGICS
 from .pcapng import EPB, IDB, OPB, SHB, SPB
-from .tshark import TsharkReader, tshark_or_say
 
 READERS = ("auto", "fast", "tshark")
 PEEK = 1 << 16  # bytes: a pcapng's interface blocks come long before this
@@ -41,6 +40,8 @@ def open_capture(path: str | os.PathLike, *, strict: bool = False, reader: str =
     that cannot be read, :class:`HandshakeScoreError` for a bad ``reader`` or a missing tshark."""
     check_reader(reader)
     if reader == "tshark":
+        from .tshark import TsharkReader  # imported only when wanted: hs score's start is part of its speed
+
         return TsharkReader(path, strict=strict, decapsulation=decapsulation)
     fast = CaptureReader(path, strict=strict, decapsulation=decapsulation)  # a missing file fails here
     if reader == "fast":
@@ -56,7 +57,10 @@ def check_reader(reader: str) -> None:
         raise HandshakeScoreError(f"--reader: {reader!r} is not a reader; give auto, fast or tshark")
 
 
-def through_tshark(fast: CaptureReader, linktype: int, say: Callable[[str], None]) -> TsharkReader:
+def through_tshark(fast: CaptureReader, linktype: int, say: Callable[[str], None]):
+    """A :class:`~.tshark.TsharkReader` of ``fast``'s file, said in one line."""
+    from .tshark import TsharkReader, tshark_or_say
+
     why = f"{fast.path}: link type {linktype} is not one hs reads itself"
     tshark = tshark_or_say(why)
     say(f"{why}: reading it through tshark (Wireshark's dissectors), tens of times slower than hs's own reader")
