@@ -40,7 +40,7 @@ _IPV4_HEADER = tunnels.IPV4_HEADER
 
 
 def check_linktype(path: str, linktype: int) -> None:
-    if linktype not in _BUILTIN and linktype not in links.NAMES:
+    if linktype not in LINKTYPES:
         name = _OTHER_NAMES.get(linktype)
         what = f" ({name})" if name else ""
         raise CaptureError(path, f"unsupported link type {linktype}{what}; hs reads Ethernet, Linux cooked, loopback and raw IP captures "

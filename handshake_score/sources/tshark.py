@@ -32,6 +32,8 @@ import numpy as np
 from ..errors import CaptureError, HandshakeScoreError
 from ..segments import SEGMENT, TcpBatch
 from .decoding import DEFAULT, Decapsulation
+from .pcap import MAGICS
+from .pcapng import SHB
 
 FIELDS = ("frame.time_epoch", "frame.protocols", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport",
           "tcp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw", "tcp.len", "vlan.id")
@@ -203,7 +205,8 @@ class TsharkReader:
             from . import _os_problem
 
             raise CaptureError(self.path, _os_problem(e)) from None
-        self.format = {b"\x0a\x0d\x0d\x0a": "pcapng"}.get(magic, "pcap" if magic in _PCAP_MAGICS else "other")
+        number = int.from_bytes(magic, "little")
+        self.format = "pcapng" if number == SHB else "pcap" if number in MAGICS else "other"
         self.tshark = tshark or tshark_or_say(f"{self.path}: --reader tshark reads through tshark")
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -265,9 +268,6 @@ def _position(pid: int, path: str) -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
-
-
-_PCAP_MAGICS = {m.to_bytes(4, order) for m in (0xA1B2C3D4, 0xA1B23C4D) for order in ("little", "big")}
 
 
 def _batch(segments: np.ndarray, packets: int, where: np.ndarray | None) -> TcpBatch:
