@@ -589,8 +589,8 @@ class _Lines:
         self.written = 0
         self._text: dict[bytes, str] = {}
 
-    def __call__(self, rows: np.ndarray) -> str:
-        from .scorefile import rows_text
+    def __call__(self, rows: np.ndarray) -> bytes:
+        from .scorefile import rows_bytes
 
         numbers = self.numbers.number(rows["id"], rows["mark"])
         times = rows["time_ns"] - self.start_ns
@@ -615,10 +615,10 @@ class _Lines:
                 client, server, client_port, server_port = client[keep], server[keep], client_port[keep], server_port[keep]
         self.written += len(rows)
         if not len(rows):
-            return ""
-        return rows_text(times - self.origin, rows["kind"], numbers, map(clients.__getitem__, client.tolist()),
-                         client_port, map(servers.__getitem__, server.tolist()), server_port, rows["outcome"],
-                         rows["syn_to_syn_ack_ns"], rows["syn_ack_to_ack_ns"], rows["source"])
+            return b""
+        return rows_bytes(times - self.origin, rows["kind"], numbers, clients, client, client_port, servers, server,
+                          server_port, rows["outcome"], rows["syn_to_syn_ack_ns"], rows["syn_ack_to_ack_ns"],
+                          rows["source"])
 
     @property
     def attempts(self) -> int:
@@ -772,7 +772,7 @@ def score_to_file(
         with atomic_write(path, force) as f:
             f.write(header_text(f"hs {version()}", start_ns + origin, sources, options, orchestra).encode())
             for rows in blocks:
-                f.write(lines(rows).encode())
+                f.write(lines(rows))
     except BaseException:
         digests.stop.set()  # nobody will want the digests
         raise

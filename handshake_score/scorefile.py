@@ -19,11 +19,11 @@ import mmap
 import os
 import re
 import time
-from itertools import chain
 from typing import BinaryIO, Iterator, NamedTuple
 
 import numpy as np
 
+from .csvtext import integers, lines, words
 from .errors import HandshakeScoreError
 from .files import atomic_write
 from .orchestra import Orchestra
@@ -35,7 +35,6 @@ FORMAT = 1
 MAGIC = "# handshake-score score, format "
 COLUMNS = ("time_ns", "kind", "attempt", "client", "client_port", "server", "server_port",
            "outcome", "syn_to_syn_ack_ns", "syn_ack_to_ack_ns", "source")
-_ROW = "%d,%s,%d,%s,%d,%s,%d,%s,%s,%s,%d\n"  # COLUMNS; a delay is "" when there is none
 _HEADER_KEYS = ("tool", "start_ns", "start_utc", "source", "options", "orchestra")
 
 
@@ -67,50 +66,36 @@ def header_text(tool: str, start_ns: int, sources: list[Source], options: dict, 
     return "\n".join(head) + "\n"
 
 
-def rows_text(time_ns: np.ndarray, kind: np.ndarray, attempt: np.ndarray, client, client_port: np.ndarray,
-              server, server_port: np.ndarray, outcome: np.ndarray, syn_to_syn_ack_ns: np.ndarray,
-              syn_ack_to_ack_ns: np.ndarray, source: np.ndarray) -> str:
+def rows_bytes(time_ns: np.ndarray, kind: np.ndarray, attempt: np.ndarray, clients: list[str], client: np.ndarray,
+               client_port: np.ndarray, servers: list[str], server: np.ndarray, server_port: np.ndarray,
+               outcome: np.ndarray, syn_to_syn_ack_ns: np.ndarray, syn_ack_to_ack_ns: np.ndarray,
+               source: np.ndarray) -> bytes:
     """Note lines, one per row of the given columns: numpy arrays of the :data:`~.score.NOTE`
-    codes, except ``client`` and ``server``, iterables of the hosts' text."""
-    def delays(column: np.ndarray) -> list:
-        return ["" if d == NO_DELAY else d for d in column.tolist()]
-
-    columns = [
-        time_ns.tolist(),
-        map(Kind.ALL.__getitem__, kind.tolist()),
-        attempt.tolist(),
-        client,
-        client_port.tolist(),
-        server,
-        server_port.tolist(),
-        map(Outcome.ALL.__getitem__, outcome.tolist()),
-        delays(syn_to_syn_ack_ns),
-        delays(syn_ack_to_ack_ns),
-        source.tolist(),
-    ]
-    # one % over the whole block: the formatting loop runs in C, not once a row in Python
-    return (_ROW * len(time_ns)) % tuple(chain.from_iterable(zip(*columns)))
+    codes, except that ``client`` indexes the hosts' text ``clients`` and ``server`` ``servers``."""
+    return lines([integers(time_ns), words(list(Kind.ALL), kind), integers(attempt), words(clients, client),
+                  integers(client_port), words(servers, server), integers(server_port),
+                  words(list(Outcome.ALL), outcome), integers(syn_to_syn_ack_ns, NO_DELAY),
+                  integers(syn_ack_to_ack_ns, NO_DELAY), integers(source)])
 
 
-def _blocks(score: Score, rows_per_block: int = 65536) -> Iterator[str]:
-    """The text of a score file, in blocks of lines (a long score is never all in memory as text)."""
-    yield header_text(score.tool, score.start_ns, score.sources, score.options, score.orchestra)
-    host = score.hosts.__getitem__
+def _blocks(score: Score, rows_per_block: int = 65536) -> Iterator[bytes]:
+    """The bytes of a score file, in blocks of lines (a long score is never all in memory as text)."""
+    yield header_text(score.tool, score.start_ns, score.sources, score.options, score.orchestra).encode()
     for at in range(0, len(score.notes), rows_per_block):
         notes = score.notes[at:at + rows_per_block]
-        yield rows_text(notes["time_ns"], notes["kind"], notes["attempt"], map(host, notes["client"].tolist()),
-                        notes["client_port"], map(host, notes["server"].tolist()), notes["server_port"],
-                        notes["outcome"], notes["syn_to_syn_ack_ns"], notes["syn_ack_to_ack_ns"], notes["source"])
+        yield rows_bytes(notes["time_ns"], notes["kind"], notes["attempt"], score.hosts, notes["client"],
+                         notes["client_port"], score.hosts, notes["server"], notes["server_port"],
+                         notes["outcome"], notes["syn_to_syn_ack_ns"], notes["syn_ack_to_ack_ns"], notes["source"])
 
 
 def dumps(score: Score) -> str:
     """The text of a score file."""
-    return "".join(_blocks(score))
+    return b"".join(_blocks(score)).decode()
 
 
 def write_score(score: Score, f: BinaryIO) -> None:
     for block in _blocks(score):
-        f.write(block.encode())
+        f.write(block)
 
 
 def save_score(score: Score, path: str | os.PathLike, force: bool = False) -> None:
