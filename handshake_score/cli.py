@@ -125,20 +125,20 @@ def score(
     with _reading(reader, vxlan_port, geneve_port, gtp_port, vlan_key), _progress(total) as advance:
         if output is None and midi is None:  # the summary alone: no score to build
             summary = score_files(captures, strict=strict, timeout_s=timeout, max_attempts=max_attempts,
-                                  on_progress=advance, on_close=calls.add)
+                                  on_progress=advance, on_closes=calls.add)
         elif midi is None and not anonymize:  # the score file alone: streamed to it, in bounded memory
             from .score import score_to_file
 
             streamed = score_to_file(captures, output, force=force, strict=strict, timeout_s=timeout,
                                      max_attempts=max_attempts, orchestra=band, hosts=host or (), ports=port or (),
                                      start=start, end=end, kinds=kind_list, on_progress=advance,
-                                     on_close=calls.add)
+                                     on_closes=calls.add)
             summary = streamed.summary
         else:  # MIDI and pseudonyms need the whole score: it is built in memory
             from .score import compose
 
             result, summary = compose(captures, strict=strict, timeout_s=timeout, max_attempts=max_attempts,
-                                      orchestra=band, on_progress=advance, on_close=calls.add)
+                                      orchestra=band, on_progress=advance, on_closes=calls.add)
     for f in summary.files:
         if f.truncated_at is not None or f.cut_short:
             where = "" if f.truncated_at is None else f" at byte {f.truncated_at}"

@@ -37,7 +37,7 @@ from .errors import HandshakeScoreError
 from .orchestra import DEFAULT, Orchestra
 from .segments import INT64_MAX, INT64_MIN, address_text
 from .summary import Summary, score_files
-from .tracker import Handshake, Kind, Note, Outcome
+from .tracker import Closings, Kind, Note, Outcome
 
 NOTE = np.dtype([
     ("time_ns", "<i8"),            # since Score.start_ns
@@ -123,6 +123,30 @@ class Composed(NamedTuple):
 _ID = attrgetter("id")
 
 
+class _Closed:
+    """Closed attempts' final state in compact columns: id, outcome code, delays (``NO_DELAY``
+    where none) and flow (36 bytes, without a context key's 8), as :class:`~.tracker.Closings`
+    give them (``on_closes``)."""
+
+    def __init__(self):
+        self.id, self.outcome, self.d1, self.d2 = array("q"), array("B"), array("q"), array("q")
+        self.flows = bytearray()
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    def add(self, closings: Closings) -> None:
+        self.id.frombytes(closings.id.tobytes())
+        self.outcome.frombytes(closings.outcome.tobytes())
+        self.d1.frombytes(closings.syn_to_syn_ack_ns.tobytes())  # INT64_MIN = NO_DELAY where none
+        self.d2.frombytes(closings.syn_ack_to_ack_ns.tobytes())
+        self.flows += closings.flows.tobytes()
+
+    def column(self, name: str, dtype) -> np.ndarray:
+        values = getattr(self, name)
+        return np.frombuffer(values, dtype) if len(values) else np.zeros(0, dtype)
+
+
 class _Collector:
     """Takes the tracker's notes and, as each attempt ends, its final state;
     keeps both in compact columns (a long capture's notes do not each hold a
@@ -130,8 +154,7 @@ class _Collector:
 
     def __init__(self):
         self.time, self.kind, self.attempt, self.source = array("q"), array("B"), array("q"), array("H")
-        self.h_id, self.h_outcome, self.h_d1, self.h_d2 = array("q"), array("B"), array("q"), array("q")
-        self.h_flows: list[bytes] = []
+        self.closed = _Closed()
 
     def notes(self, notes: list[Note], source: int) -> None:
         times, kinds, attempts = zip(*notes)  # columns, and map() with C callables: no Python frame a note
@@ -140,21 +163,14 @@ class _Collector:
         self.attempt.extend(map(_ID, attempts))
         self.source.extend([source] * len(notes))
 
-    def closed(self, h: Handshake) -> None:
-        self.h_id.append(h.id)
-        self.h_outcome.append(OUTCOME_CODE[h.outcome])
-        self.h_flows.append(h.flow[:36])  # without a context key's 8 bytes
-        d1, d2 = h.syn_to_syn_ack_ns, h.syn_ack_to_ack_ns
-        self.h_d1.append(NO_DELAY if d1 is None else d1)
-        self.h_d2.append(NO_DELAY if d2 is None else d2)
-
     def score(self, sources: list[Source], start_ns: int, options: dict, orchestra: Orchestra) -> Score:
         n = len(self.time)
         time = np.frombuffer(self.time, np.int64) if n else np.zeros(0, np.int64)
         if n:  # a capture's records need not be in time order: no note may come before time 0
             start_ns = min(start_ns, int(time.min()))
         order = np.argsort(time, kind="stable")  # notes come nearly in time order; ties keep capture order
-        ids = np.frombuffer(self.h_id, np.int64) if self.h_id else np.zeros(0, np.int64)
+        closed = self.closed
+        ids = closed.column("id", np.int64)
         by_id = np.argsort(ids)
         row = by_id[np.searchsorted(ids[by_id], np.frombuffer(self.attempt, np.int64)[order])] if n else np.zeros(0, int)
         notes = np.zeros(n, NOTE)
@@ -166,12 +182,13 @@ class _Collector:
         rank = np.empty(len(first), np.int64)
         rank[np.argsort(first, kind="stable")] = np.arange(1, len(first) + 1)
         notes["attempt"] = rank[inverse]
-        notes["outcome"] = np.frombuffer(self.h_outcome, np.uint8)[row]
-        notes["syn_to_syn_ack_ns"] = np.frombuffer(self.h_d1, np.int64)[row]
-        notes["syn_ack_to_ack_ns"] = np.frombuffer(self.h_d2, np.int64)[row]
+        notes["outcome"] = closed.column("outcome", np.uint8)[row]
+        notes["syn_to_syn_ack_ns"] = closed.column("d1", np.int64)[row]
+        notes["syn_ack_to_ack_ns"] = closed.column("d2", np.int64)[row]
         # hosts and ports per attempt first (an attempt has several notes), then per note
         index: dict[bytes, int] = {}
-        flows = self.h_flows
+        every = bytes(closed.flows)
+        flows = [every[at:at + 36] for at in range(0, len(every), 36)]
         client = np.fromiter((index.setdefault(f[:16], len(index)) for f in flows), np.uint32, len(flows))
         server = np.fromiter((index.setdefault(f[18:34], len(index)) for f in flows), np.uint32, len(flows))
         ports = np.frombuffer(b"".join(f[16:18] + f[34:36] for f in flows), ">u2").reshape(-1, 2)
@@ -208,13 +225,13 @@ class _Digests(threading.Thread):
 
 
 def _both(first, then):
-    """``first``, and ``then`` too if given (an ``on_close`` the caller adds)."""
+    """``first``, and ``then`` too if given (an ``on_closes`` the caller adds)."""
     if then is None:
         return first
 
-    def both(h: Handshake) -> None:
-        first(h)
-        then(h)
+    def both(closings: Closings) -> None:
+        first(closings)
+        then(closings)
 
     return both
 
@@ -229,12 +246,14 @@ def compose(
     on_progress=None,
     parallel: bool | None = None,
     on_close=None,
+    on_closes=None,
 ) -> Composed:
     """Score the handshakes of captures, merged in time order, each note tagged with its source.
 
     Time 0 is the earliest first packet of the captures (or an earlier note: records
     need not be in time order). Returns the score and the :class:`~.summary.Summary`
-    of the same run. ``on_close`` also receives each attempt as it closes.
+    of the same run. ``on_close`` also receives each attempt as it closes, ``on_closes``
+    each step's as :class:`~.tracker.Closings` (see :func:`~.summary.score_files`).
     """
     paths = [os.fspath(p) for p in paths]
     collector = _Collector()
@@ -247,7 +266,7 @@ def compose(
     try:
         summary = score_files(paths, strict=strict, timeout_s=timeout_s, max_attempts=max_attempts,
                               on_notes=lambda notes: collector.notes(notes, current[0]),
-                              on_close=_both(collector.closed, on_close),
+                              on_close=on_close, on_closes=_both(collector.closed.add, on_closes),
                               on_file=on_file, on_progress=on_progress, parallel=parallel)
     except BaseException:
         digests.stop.set()  # nobody will want the digests
@@ -321,8 +340,7 @@ class _Spool:
         self._time, self._kind, self._id, self._source = array("q"), array("B"), array("q"), array("H")
 
     def _closed(self) -> None:
-        self._c_id, self._c_outcome, self._c_d1, self._c_d2 = array("q"), array("B"), array("q"), array("q")
-        self._c_flows = bytearray()
+        self._c = _Closed()
 
     # -- what the tracker gives ---------------------------------------------------------------
 
@@ -339,21 +357,12 @@ class _Spool:
         # what a settling holds in memory); a short one, once at the end.
         n = len(self._time)
         if n >= max(self.settle_every, len(self._waiting)) or (
-                len(self._c_id) >= self.settle_every >> 2 and self._seq + n >= self.settle_every):
+                len(self._c) >= self.settle_every >> 2 and self._seq + n >= self.settle_every):
             self._settle()
 
-    def closed(self, h: Handshake) -> None:
-        """An attempt the tracker closed (``on_close``): its outcome and delays are final."""
-        self._c_id.append(h.id)
-        self._c_outcome.append(OUTCOME_CODE[h.outcome])
-        self._c_flows += h.flow[:36]  # without a context key's 8 bytes
-        if h.syn_ack_ns is None:  # no delays (a flood's attempts): no need to ask
-            self._c_d1.append(NO_DELAY)
-            self._c_d2.append(NO_DELAY)
-            return
-        d1, d2 = h.syn_to_syn_ack_ns, h.syn_ack_to_ack_ns
-        self._c_d1.append(NO_DELAY if d1 is None else d1)
-        self._c_d2.append(NO_DELAY if d2 is None else d2)
+    def closed(self, closings: Closings) -> None:
+        """Attempts the tracker closed (``on_closes``): their outcome and delays are final."""
+        self._c.add(closings)
 
     # -- sorting ---------------------------------------------------------------------------------
 
@@ -372,9 +381,8 @@ class _Spool:
         self._fresh()
         notes = np.concatenate([self._waiting, fresh]) if len(self._waiting) else fresh
         del fresh
-        ids = np.frombuffer(self._c_id, np.int64) if len(self._c_id) else np.zeros(0, np.int64)
-        if len(self._c_flows) != 36 * len(ids):  # never seen: a flow value is 36 bytes
-            raise AssertionError("a closed attempt's flow is not 36 bytes")
+        closed = self._c
+        ids = closed.column("id", np.int64)
         by_id = np.argsort(ids, kind="stable")
         at = np.minimum(np.searchsorted(ids[by_id], notes["id"]), max(len(ids) - 1, 0))
         done = ids[by_id][at] == notes["id"] if len(ids) else np.zeros(len(notes), bool)
@@ -389,10 +397,10 @@ class _Spool:
         if len(rows):
             for name in ("time_ns", "seq", "id", "source", "kind"):
                 rows[name] = notes[name][settled]
-            rows["outcome"] = np.frombuffer(self._c_outcome, np.uint8)[row]
-            rows["syn_to_syn_ack_ns"] = np.frombuffer(self._c_d1, np.int64)[row]
-            rows["syn_ack_to_ack_ns"] = np.frombuffer(self._c_d2, np.int64)[row]
-            rows["flow"] = np.frombuffer(self._c_flows, "V36")[row]
+            rows["outcome"] = closed.column("outcome", np.uint8)[row]
+            rows["syn_to_syn_ack_ns"] = closed.column("d1", np.int64)[row]
+            rows["syn_ack_to_ack_ns"] = closed.column("d2", np.int64)[row]
+            rows["flow"] = closed.column("flows", "V36")[row]
         del row, settled
         self._waiting = notes[~done]
         del notes
@@ -727,6 +735,7 @@ def score_to_file(
     tmp_dir: str | os.PathLike | None = None,
     buffer_notes: int = 1 << 18,
     on_close=None,
+    on_closes=None,
 ) -> Written:
     """Score captures and write the score file ``path`` in bounded memory, whatever its size.
 
@@ -737,7 +746,8 @@ def score_to_file(
     unnamed, in ``tmp_dir`` (default: the score's folder, which has room for the score),
     and gone when this returns. The filters are :func:`select`'s; a bad one fails before
     any capture is read (``--from``/``--to`` as soon as the score's start is known).
-    ``on_close`` also receives each attempt as it closes.
+    ``on_close`` also receives each attempt as it closes, ``on_closes`` each step's as
+    :class:`~.tracker.Closings` (see :func:`~.summary.score_files`).
     """
     from .files import atomic_write, check_writable
     from .scorefile import header_text
@@ -756,7 +766,7 @@ def score_to_file(
     try:
         summary = score_files(paths, strict=strict, timeout_s=timeout_s, max_attempts=max_attempts,
                               on_notes=lambda notes: spool.notes(notes, current[0]),
-                              on_close=_both(spool.closed, on_close),
+                              on_close=on_close, on_closes=_both(spool.closed, on_closes),
                               on_file=on_file, on_progress=on_progress, parallel=parallel)
         sources = [Source(os.path.basename(f.path), f.size, digest, f.first_ns)
                    for f, digest in zip(summary.files, digests.result())]

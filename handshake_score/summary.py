@@ -26,7 +26,7 @@ from .gcpause import collector_paused
 from .pipeline import WorkerReader, wanted_segments, worth_a_worker
 from .sources.decoding import DEFAULT, Decapsulation
 from .sources.readers import check_reader, open_capture
-from .tracker import Handshake, HandshakeTracker, Kind, Note, Outcome
+from .tracker import Closings, Handshake, HandshakeTracker, Kind, Note, Outcome
 
 
 @dataclass
@@ -59,14 +59,10 @@ class Summary:
     def packets(self) -> int:
         return sum(f.packets for f in self.files)
 
-    def add(self, h: Handshake) -> None:
-        """Record the delays of a finished attempt (the tracker's ``on_close``)."""
-        delay = h.syn_to_syn_ack_ns
-        if delay is not None:
-            self.syn_to_syn_ack.add(delay)
-        delay = h.syn_ack_to_ack_ns
-        if delay is not None:
-            self.syn_ack_to_ack.add(delay)
+    def add(self, closings: Closings) -> None:
+        """Record the delays of finished attempts (the tracker's ``on_closes``)."""
+        self.syn_to_syn_ack.add_many(closings.syn_to_syn_ack_ns[closings.has_syn_to_syn_ack])
+        self.syn_ack_to_ack.add_many(closings.syn_ack_to_ack_ns[closings.has_syn_ack_to_ack])
 
     def as_dict(self) -> dict:
         def delays(d: Delays) -> dict:
@@ -105,6 +101,20 @@ class Delays:
         self.count = 0
         self._values: array | None = array("q")
         self._histogram: np.ndarray | None = None
+
+    def add_many(self, ns: np.ndarray) -> None:
+        """``add`` each of ``ns`` (int64), in order."""
+        if not len(ns):
+            return
+        self.count += len(ns)
+        if self._histogram is None:
+            self._values.frombytes(ns.astype(np.int64).tobytes())
+            if len(self._values) > self.EXACT:
+                values = np.frombuffer(self._values, np.int64)
+                self._histogram = np.bincount(self._bucket(values), minlength=2 * self._ZERO + 1)
+                self._values = None
+        else:
+            self._histogram += np.bincount(self._bucket(ns), minlength=len(self._histogram))
 
     def add(self, ns: int) -> None:
         self.count += 1
@@ -159,6 +169,7 @@ def score_files(
     max_attempts: int = 200_000,
     on_notes: Callable[[list[Note]], None] | None = None,
     on_close: Callable[[Handshake], None] | None = None,
+    on_closes: Callable[[Closings], None] | None = None,
     on_file: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     parallel: bool | None = None,
@@ -169,7 +180,7 @@ def score_files(
 
     ``on_notes`` receives the notes in capture order, a list at a time;
     ``on_close`` each attempt as it ends (attempt ids are unique across the
-    run); ``on_file`` the index of each file as its reading starts;
+    run), ``on_closes`` the same as :class:`~.tracker.Closings`, a step's at a time; ``on_file`` the index of each file as its reading starts;
     ``on_progress`` the bytes read so far (across files). ``parallel``: read
     in a second process (None: for large files on a machine with two cores or
     more; never when ``decapsulation.context`` is asked, which the worker's rows do
@@ -187,13 +198,13 @@ def score_files(
     started = time.perf_counter()
     done = 0
 
-    def closed(h: Handshake) -> None:
-        summary.add(h)
-        on_close(h)
+    def closed(closings: Closings) -> None:
+        summary.add(closings)
+        on_closes(closings)
 
     def start_tracker(first_id: int = 1) -> HandshakeTracker:
         return HandshakeTracker(timeout_s=timeout_s, max_attempts=max_attempts, first_id=first_id,
-                                on_close=summary.add if on_close is None else closed)
+                                on_close=on_close, on_closes=summary.add if on_closes is None else closed)
 
     def finish(tracker: HandshakeTracker) -> None:
         tracker.close()

@@ -532,6 +532,59 @@ class Handshake:
         return delay if INT64_MIN <= delay <= INT64_MAX else None
 
 
+class Closings:
+    """Attempts that left the tracker in one step (a feed, a tick, the close), in the order
+    they left, as the columns a score file, a summary and a call log take from them, each
+    worked out once for all of them (``on_closes``: a Python call per attempt per reader
+    is what this saves). A delay that :class:`Handshake` gives as None is ``INT64_MIN``
+    here, and ``has_syn_to_syn_ack``/``has_syn_ack_to_ack`` say which are there."""
+
+    __slots__ = ("handshakes", "id", "syn_ns", "outcome", "syn_to_syn_ack_ns", "syn_ack_to_ack_ns",
+                 "has_syn_to_syn_ack", "has_syn_ack_to_ack", "flows")
+
+    def __init__(self, handshakes: list[Handshake]):
+        self.handshakes = handshakes
+        n = len(handshakes)
+        self.id = np.fromiter([h.id for h in handshakes], np.int64, n)
+        self.syn_ns = np.fromiter([h.syn_ns for h in handshakes], np.int64, n)
+        syn_ack, has_syn_ack = _times([h.syn_ack_ns for h in handshakes])
+        ack, has_ack = _times([h.ack_ns for h in handshakes])
+        state = np.fromiter([h.state for h in handshakes], np.int8, n)
+        outcome = np.where(has_syn_ack, _OUTCOME[Outcome.INCOMPLETE], _OUTCOME[Outcome.UNANSWERED])
+        outcome[state == State.ESTABLISHED] = _OUTCOME[Outcome.COMPLETE]
+        outcome[state == State.REFUSED] = _OUTCOME[Outcome.REFUSED]
+        self.outcome = outcome.astype(np.uint8)
+        self.syn_to_syn_ack_ns, self.has_syn_to_syn_ack = _delays(self.syn_ns, syn_ack, has_syn_ack)
+        self.syn_ack_to_ack_ns, self.has_syn_ack_to_ack = _delays(syn_ack, ack, has_ack & has_syn_ack)
+        flows = b"".join([h.flow for h in handshakes])
+        if len(flows) != 36 * n:  # keys with a context: its 8 bytes after each flow
+            flows = b"".join([h.flow[:36] for h in handshakes])
+        self.flows = np.frombuffer(flows, np.uint8).reshape(n, 36)
+        """Each attempt's flow, client -> server (see segments.SEGMENT), without a context."""
+
+    def __len__(self) -> int:
+        return len(self.handshakes)
+
+
+_OUTCOME = {o: i for i, o in enumerate(Outcome.ALL)}
+
+
+def _times(values: list) -> tuple[np.ndarray, np.ndarray]:
+    """Times that may be None: as int64 (0 for None) and whether each is there."""
+    column = np.array(values, object)
+    there = column != None  # noqa: E711 (elementwise)
+    column[~there] = 0
+    return column.astype(np.int64), there.astype(bool)
+
+
+def _delays(start: np.ndarray, end: np.ndarray, there: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``end - start`` where both are there and the difference fits an int64 (as
+    :class:`Handshake`'s properties say), else INT64_MIN; and whether each is there."""
+    delay = end - start  # wraps where it does not fit: ...
+    there = there & (((end ^ start) & (end ^ delay)) >= 0)  # ... which is when start, end and delay disagree in sign
+    return np.where(there, delay, INT64_MIN), there
+
+
 class Note(NamedTuple):
     """A strike: one packet of a handshake, at its capture time."""
 
@@ -553,14 +606,16 @@ class HandshakeTracker:
     ``orphan_s``: how long a SYN-ACK seen before its SYN waits for it.
     ``linger_s``: how long a completed attempt stays (a server's SYN-ACK repeated
     meanwhile is a ``syn-ack-retry``: Linux resends it after 1, 3 and 7 s).
-    ``on_close(handshake)``: called once per attempt when it leaves the table.
+    ``on_close(handshake)``: called once per attempt when it leaves the table;
+    ``on_closes(closings)``: the same attempts as :class:`Closings`, once per step
+    (a feed, a tick, the close) in which any left, before that step's notes return.
     ``first_id``: the id of the first attempt (ids then count up), so that the
     trackers of one run can number their attempts apart.
     """
 
     def __init__(self, timeout_s: float = 135.0, max_attempts: int = 200_000, orphan_s: float = 2.0,
                  linger_s: float = 10.0, on_close: Callable[[Handshake], None] | None = None,
-                 first_id: int = 1):
+                 first_id: int = 1, on_closes: Callable[[Closings], None] | None = None):
         if timeout_s <= 0 or max_attempts < 1 or orphan_s < 0 or linger_s < 0:
             raise ValueError("timeout_s must be positive, orphan_s and linger_s not negative, max_attempts at least 1")
         self.timeout_ns = int(timeout_s * 1e9)
@@ -568,6 +623,8 @@ class HandshakeTracker:
         self.orphan_ns = int(orphan_s * 1e9)
         self.max_attempts = max_attempts
         self.on_close = on_close
+        self.on_closes = on_closes
+        self._closing: list[Handshake] | None = None if on_closes is None else []  # left in this step
         self.notes = dict.fromkeys(Kind.ALL, 0)
         self.outcomes = dict.fromkeys(Outcome.ALL, 0)
         self.evicted = 0
@@ -651,7 +708,13 @@ class HandshakeTracker:
             self._queue = deque(h for h in self._queue if not h.closed)
         if self._next_id - self._copied_at + len(segments) > self._room:  # the next batch might fill it
             self._compact(len(segments))
+        if self._closing:
+            self._hand_over()
         return notes
+
+    def _hand_over(self) -> None:
+        closing, self._closing = self._closing, []
+        self.on_closes(Closings(closing))
 
     def _compact(self, batch: int) -> None:
         """Copy the attempt table before it grows. Attempts come and go (a SYN flood's at
@@ -683,6 +746,8 @@ class HandshakeTracker:
             if not h.closed:
                 self._close(h)
         self._forget_orphans()
+        if self._closing:
+            self._hand_over()
 
     def _forget_orphans(self) -> None:
         horizon = self._now - self.orphan_ns
@@ -716,6 +781,8 @@ class HandshakeTracker:
         self._queue.clear()
         self._done.clear()
         self._orphans.clear()
+        if self._closing:
+            self._hand_over()
 
     @property
     def open_attempts(self) -> int:
@@ -810,6 +877,8 @@ class HandshakeTracker:
         self.outcomes[h.outcome] += 1
         if self.on_close is not None:
             self.on_close(h)
+        if self._closing is not None:
+            self._closing.append(h)
 
     def _evict(self) -> None:
         """Past ``max_attempts`` open attempts, close the oldest; one past its deadline

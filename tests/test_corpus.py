@@ -14,7 +14,7 @@ from conftest import CORPUS, ROOT, corpus_expectations
 from handshake_score.errors import CaptureError
 from handshake_score.sources import CaptureReader
 from handshake_score.summary import score_files
-from handshake_score.tracker import HandshakeTracker
+from handshake_score.tracker import Closings, Handshake, HandshakeTracker, Outcome, State
 
 EXPECTED = corpus_expectations()
 
@@ -172,3 +172,46 @@ def test_a_capture_split_in_files_scores_as_one(tmp_path, tshark):
     for part in ("notes", "handshakes"):
         assert backwards[part] == {k: sum(a[part][k] for a in alone) for k in backwards[part]}
     assert backwards["handshakes"] != expected["handshakes"]  # the cuts do break handshakes apart
+
+
+def closings_as_attempts(closings) -> list[tuple]:
+    """Each attempt of a list of Closings as the tuple its Handshake's own properties make."""
+    rows = []
+    for c in closings:
+        for i, h in enumerate(c.handshakes):
+            rows.append((int(c.id[i]), int(c.syn_ns[i]), Outcome.ALL[c.outcome[i]],
+                         int(c.syn_to_syn_ack_ns[i]) if c.has_syn_to_syn_ack[i] else None,
+                         int(c.syn_ack_to_ack_ns[i]) if c.has_syn_ack_to_ack[i] else None, c.flows[i].tobytes()))
+    return rows
+
+
+def handshake_as_attempt(h) -> tuple:
+    return h.id, h.syn_ns, h.outcome, h.syn_to_syn_ack_ns, h.syn_ack_to_ack_ns, h.flow[:36]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_closings_are_the_attempts_that_closed(name):
+    """on_closes's columns say of every attempt what its Handshake says, in the order on_close
+    heard them, whatever the batches."""
+    for chunk_size in (1 << 12, 1 << 21):
+        closed, closings = [], []
+        tracker = HandshakeTracker(on_close=closed.append, on_closes=closings.append)
+        for batch in CaptureReader(CORPUS / name, chunk_size=chunk_size).batches():
+            tracker.feed_batch(batch)
+        tracker.close()
+        assert closings_as_attempts(closings) == [handshake_as_attempt(h) for h in closed]
+        assert all(len(c) for c in closings)
+
+
+def test_closings_of_corrupt_times_give_no_delay():
+    """A delay that does not fit 64 bits (a corrupt file's times) is None on the Handshake and
+    absent in the columns; one that just fits is there in both."""
+    lo, hi = -(1 << 63), (1 << 63) - 1
+    flow = bytes(36)
+    cases = [Handshake(1, flow, 0, lo + 5, syn_ack_ns=hi, state=State.SYN_ACK_SEEN),
+             Handshake(2, flow, 0, hi, syn_ack_ns=lo, ack_ns=hi, state=State.ESTABLISHED),
+             Handshake(3, flow, 0, -1, syn_ack_ns=hi - 1, ack_ns=hi, state=State.ESTABLISHED),
+             Handshake(4, flow, 0, 10, state=State.REFUSED),
+             Handshake(5, flow, 0, 10, syn_ack_ns=12, state=State.RESET),
+             Handshake(6, flow, 0, 10, state=State.RESET)]
+    assert closings_as_attempts([Closings(cases)]) == [handshake_as_attempt(h) for h in cases]

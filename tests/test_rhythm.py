@@ -523,12 +523,12 @@ def test_loopback_heartbeat_among_random_connections(tmp_path, dumpcap):
 def test_call_log_gives_what_the_score_gives(tmp_path):
     capture = craft_heartbeat(tmp_path / "beat.pcap")
     log = CallLog()
-    score = compose([capture], on_close=log.add).score
+    score = compose([capture], on_closes=log.add).score
     from_log, _ = analyse(log.calls())
     assert [c.describe() for c in from_log] == [c.describe() for c in find_rhythm(score).callers]
     assert from_log[0].as_dict() == find_rhythm(score).callers[0].as_dict()
     small = CallLog(limit=10)
-    compose([capture], on_close=small.add)
+    compose([capture], on_closes=small.add)
     assert len(small) == 10 and small.full
 
 

@@ -3,6 +3,7 @@
 import random
 import statistics
 
+import numpy as np
 import pytest
 
 from handshake_score.summary import Delays
@@ -45,3 +46,21 @@ def test_a_median_of_zero_and_of_negative_delays_past_the_limit():
     for i in range(Delays.EXACT + 11):
         d.add(-1_000_000 - i % 3)
     assert abs(d.median() + 1_000_001) <= 5e-4 * 1_000_001
+
+
+def test_adding_many_at_once_is_adding_each():
+    """The tracker hands over closed attempts a step at a time: a summary's delays must not
+    depend on how many come at once, before the histogram and after it."""
+    rng = random.Random(3)
+    values = [int(rng.lognormvariate(15, 3)) * rng.choice((1, -1)) for _ in range(Delays.EXACT * 2 + 17)]
+    one, many = Delays(), Delays()
+    for v in values:
+        one.add(v)
+    at = 0
+    for size in [1, 0, 5000, Delays.EXACT, 3, Delays.EXACT, 10**6]:
+        many.add_many(np.array(values[at:at + size], np.int64))
+        at += size
+        if at <= Delays.EXACT:
+            assert many.median() == statistics.median(values[:at]) if at else many.median() is None
+    assert (many.count, many.median()) == (one.count, one.median())
+    assert np.array_equal(many._histogram, one._histogram)

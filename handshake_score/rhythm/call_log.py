@@ -9,19 +9,18 @@ from array import array
 
 import numpy as np
 
-from ..score import NO_DELAY, OUTCOME_CODE
-from ..tracker import Handshake
+from ..tracker import Closings
 from .callers import Calls
 
 
 class CallLog:
-    """The calls of captures being scored, kept as the tracker closes each attempt (give
-    :meth:`add` as ``on_close``), in compact columns: 51 bytes an attempt. Past ``limit``
+    """The calls of captures being scored, kept as the tracker closes attempts (give
+    :meth:`add` as ``on_closes``), in compact columns: 51 bytes an attempt. Past ``limit``
     attempts it keeps no more (``full`` says so), so a flood cannot grow it, nor the
     analysis of it, without bound.
 
     >>> log = CallLog()
-    >>> summary = score_files(["captures/home.pcapng"], on_close=log.add)
+    >>> summary = score_files(["captures/home.pcapng"], on_closes=log.add)
     >>> callers, _ = analyse(log.calls())
     """
 
@@ -34,16 +33,17 @@ class CallLog:
     def __len__(self) -> int:
         return len(self._time)
 
-    def add(self, h: Handshake) -> None:
-        if len(self._time) >= self.limit:
+    def add(self, closings: Closings) -> None:
+        room = self.limit - len(self._time)
+        if len(closings) > room:
             self.full = True
+        if room <= 0:
             return
-        flow = h.flow
-        self._ends += flow[:16] + flow[18:36]
-        self._time.append(h.syn_ns)
-        d1 = h.syn_to_syn_ack_ns
-        self._d1.append(NO_DELAY if d1 is None else d1)
-        self._outcome.append(OUTCOME_CODE[h.outcome])
+        flows = closings.flows[:room]
+        self._ends += np.concatenate([flows[:, :16], flows[:, 18:36]], axis=1).tobytes()
+        self._time.frombytes(closings.syn_ns[:room].tobytes())
+        self._d1.frombytes(closings.syn_to_syn_ack_ns[:room].tobytes())  # INT64_MIN (NO_DELAY) where none
+        self._outcome.frombytes(closings.outcome[:room].tobytes())
 
     def calls(self) -> Calls:
         """The calls so far, times since the first of them."""
