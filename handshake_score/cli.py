@@ -82,6 +82,10 @@ def score(
     """Find every TCP handshake in CAPTURES and write them as a score: one timed note per handshake packet.
 
     Prints a summary: attempts by outcome, notes by kind, median delays."""
+    from .digests import Digests
+
+    # the score's header wants each capture's sha256: begun now, it runs while numpy and the reader load
+    digests = None if no_write else Digests(captures)
     from .files import check_writable
     from .sources.ring import expand
 
@@ -132,13 +136,13 @@ def score(
             streamed = score_to_file(captures, output, force=force, strict=strict, timeout_s=timeout,
                                      max_attempts=max_attempts, orchestra=band, hosts=host or (), ports=port or (),
                                      start=start, end=end, kinds=kind_list, on_progress=advance,
-                                     on_closes=calls.add)
+                                     on_closes=calls.add, digests=digests)
             summary = streamed.summary
         else:  # MIDI and pseudonyms need the whole score: it is built in memory
             from .score import compose
 
             result, summary = compose(captures, strict=strict, timeout_s=timeout, max_attempts=max_attempts,
-                                      orchestra=band, on_progress=advance, on_closes=calls.add)
+                                      orchestra=band, on_progress=advance, on_closes=calls.add, digests=digests)
     for f in summary.files:
         if f.truncated_at is not None or f.cut_short:
             where = "" if f.truncated_at is None else f" at byte {f.truncated_at}"

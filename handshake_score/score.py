@@ -19,10 +19,8 @@ and :func:`select` make.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
-import threading
 from array import array
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta, timezone
@@ -33,6 +31,7 @@ from typing import Iterable, Iterator, NamedTuple
 import numpy as np
 
 from . import version
+from .digests import Digests
 from .errors import HandshakeScoreError
 from .orchestra import DEFAULT, Orchestra
 from .segments import INT64_MAX, INT64_MIN, address_text
@@ -198,32 +197,6 @@ class _Collector:
         return Score(notes, hosts, sources, start_ns, options, orchestra)
 
 
-class _Digests(threading.Thread):
-    """The sha256 of each capture, worked out in a thread while the captures are read
-    (hashlib lets go of the GIL), and abandoned if the reading fails."""
-
-    def __init__(self, paths: list[str]):
-        super().__init__(daemon=True)
-        self.paths, self.digests = paths, [""] * len(paths)
-        self.stop = threading.Event()
-        self.start()
-
-    def run(self) -> None:
-        for i, path in enumerate(self.paths):
-            digest = hashlib.sha256()
-            try:
-                with open(path, "rb", buffering=0) as f:
-                    while not self.stop.is_set() and (block := f.read(1 << 20)):
-                        digest.update(block)
-            except OSError:
-                return  # the reader says what is wrong with the file
-            self.digests[i] = digest.hexdigest()
-
-    def result(self) -> list[str]:
-        self.join()
-        return self.digests
-
-
 def _both(first, then):
     """``first``, and ``then`` too if given (an ``on_closes`` the caller adds)."""
     if then is None:
@@ -247,6 +220,7 @@ def compose(
     parallel: bool | None = None,
     on_close=None,
     on_closes=None,
+    digests: Digests | None = None,
 ) -> Composed:
     """Score the handshakes of captures, merged in time order, each note tagged with its source.
 
@@ -254,6 +228,7 @@ def compose(
     need not be in time order). Returns the score and the :class:`~.summary.Summary`
     of the same run. ``on_close`` also receives each attempt as it closes, ``on_closes``
     each step's as :class:`~.tracker.Closings` (see :func:`~.summary.score_files`).
+    ``digests``: the captures' sha256 begun earlier (see :mod:`~.digests`), else begun here.
     """
     paths = [os.fspath(p) for p in paths]
     collector = _Collector()
@@ -262,14 +237,14 @@ def compose(
     def on_file(index: int) -> None:
         current[0] = index + 1
 
-    digests = _Digests(paths)
+    digests = Digests(paths) if digests is None else digests.of(paths)
     try:
         summary = score_files(paths, strict=strict, timeout_s=timeout_s, max_attempts=max_attempts,
                               on_notes=lambda notes: collector.notes(notes, current[0]),
                               on_close=on_close, on_closes=_both(collector.closed.add, on_closes),
                               on_file=on_file, on_progress=on_progress, parallel=parallel)
     except BaseException:
-        digests.stop.set()  # nobody will want the digests
+        digests.stop()  # nobody will want the digests
         raise
     sources = [Source(os.path.basename(f.path), f.size, digest, f.first_ns)
                for f, digest in zip(summary.files, digests.result())]
@@ -292,6 +267,7 @@ _ROW = np.dtype([("time_ns", "<i8"), ("seq", "<i8"), ("id", "<i8"), ("syn_to_syn
 number and the addresses as text. 88 bytes, so that every row's integers are aligned (81 bytes
 packed, and numpy reads misaligned fields a fifth slower)."""
 
+_AHEAD = 4  # blocks of lines made before the header (a block's text is a few MB)
 _FIRST, _LAST = 1, 2  # _ROW.mark: the first and the last note of its attempt, in time order
 
 
@@ -736,6 +712,7 @@ def score_to_file(
     buffer_notes: int = 1 << 18,
     on_close=None,
     on_closes=None,
+    digests: Digests | None = None,
 ) -> Written:
     """Score captures and write the score file ``path`` in bounded memory, whatever its size.
 
@@ -747,7 +724,8 @@ def score_to_file(
     and gone when this returns. The filters are :func:`select`'s; a bad one fails before
     any capture is read (``--from``/``--to`` as soon as the score's start is known).
     ``on_close`` also receives each attempt as it closes, ``on_closes`` each step's as
-    :class:`~.tracker.Closings` (see :func:`~.summary.score_files`).
+    :class:`~.tracker.Closings` (see :func:`~.summary.score_files`). ``digests``: the
+    captures' sha256 begun earlier (see :mod:`~.digests`), else begun here.
     """
     from .files import atomic_write, check_writable
     from .scorefile import header_text
@@ -762,16 +740,14 @@ def score_to_file(
     def on_file(index: int) -> None:
         current[0] = index + 1
 
-    digests = _Digests(paths)
+    digests = Digests(paths) if digests is None else digests.of(paths)
     try:
         summary = score_files(paths, strict=strict, timeout_s=timeout_s, max_attempts=max_attempts,
                               on_notes=lambda notes: spool.notes(notes, current[0]),
                               on_close=on_close, on_closes=_both(spool.closed, on_closes),
                               on_file=on_file, on_progress=on_progress, parallel=parallel)
-        sources = [Source(os.path.basename(f.path), f.size, digest, f.first_ns)
-                   for f, digest in zip(summary.files, digests.result())]
         blocks = spool.sorted(min(1 << 16, buffer_notes))  # settles every note: their earliest time is known
-        starts = [s.start_ns for s in sources if s.start_ns is not None]
+        starts = [f.first_ns for f in summary.files if f.first_ns is not None]
         start_ns = min(starts) if starts else 0
         if spool.count:  # a capture's records need not be in time order: no note may come before time 0
             start_ns = min(start_ns, spool.min_time)
@@ -779,12 +755,21 @@ def score_to_file(
         filters.options(options)
         origin, until = _window(start, end, start_ns, options)
         lines = _Lines(start_ns, filters, origin, until)
+        ahead = []  # the first lines, made while the digests the header needs are worked out
+        for rows in blocks:
+            ahead.append(lines(rows))
+            if digests.done() or len(ahead) >= _AHEAD:
+                break
+        sources = [Source(os.path.basename(f.path), f.size, digest, f.first_ns)
+                   for f, digest in zip(summary.files, digests.result())]
         with atomic_write(path, force) as f:
             f.write(header_text(f"hs {version()}", start_ns + origin, sources, options, orchestra).encode())
+            while ahead:
+                f.write(ahead.pop(0))
             for rows in blocks:
                 f.write(lines(rows))
     except BaseException:
-        digests.stop.set()  # nobody will want the digests
+        digests.stop()  # nobody will want the digests
         raise
     finally:
         spool.close()
