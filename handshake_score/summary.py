@@ -180,7 +180,8 @@ def score_files(
 
     ``on_notes`` receives the notes in capture order, a list at a time;
     ``on_close`` each attempt as it ends (attempt ids are unique across the
-    run), ``on_closes`` the same as :class:`~.tracker.Closings`, a step's at a time; ``on_file`` the index of each file as its reading starts;
+    run); ``on_closes`` the same attempts as :class:`~.tracker.Closings`, a
+    step's at a time; ``on_file`` the index of each file as its reading starts;
     ``on_progress`` the bytes read so far (across files). ``parallel``: read
     in a second process (None: for large files on a machine with two cores or
     more; never when ``decapsulation.context`` is asked, which the worker's rows do

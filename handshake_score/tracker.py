@@ -14,7 +14,8 @@ retransmissions to be heard), when it is ``timeout_s`` old (long enough for a
 client's SYN retries: Linux gives up after 127 s), or, past ``max_attempts``
 open records, oldest first (counted as evicted). So memory follows the
 handshakes in flight, not the length of the capture. Each record is reported
-once, through ``on_close``, when it leaves.
+once, through ``on_close``, when it leaves (and through ``on_closes`` with the
+others of the same step, as columns).
 
 Most segments of a capture are data and ACKs that cannot touch a handshake.
 :class:`Prefilter` picks, with numpy, the few that can; feeding all segments
@@ -537,7 +538,9 @@ class Closings:
     they left, as the columns a score file, a summary and a call log take from them, each
     worked out once for all of them (``on_closes``: a Python call per attempt per reader
     is what this saves). A delay that :class:`Handshake` gives as None is ``INT64_MIN``
-    here, and ``has_syn_to_syn_ack``/``has_syn_ack_to_ack`` say which are there."""
+    here, and ``has_syn_to_syn_ack``/``has_syn_ack_to_ack`` say which are there; ``outcome``
+    is the index in ``Outcome.ALL``; ``flows`` each attempt's 36-byte flow, client -> server
+    (see ``segments.SEGMENT``), without a key's context."""
 
     __slots__ = ("handshakes", "id", "syn_ns", "outcome", "syn_to_syn_ack_ns", "syn_ack_to_ack_ns",
                  "has_syn_to_syn_ack", "has_syn_ack_to_ack", "flows")
@@ -560,7 +563,6 @@ class Closings:
         if len(flows) != 36 * n:  # keys with a context: its 8 bytes after each flow
             flows = b"".join([h.flow[:36] for h in handshakes])
         self.flows = np.frombuffer(flows, np.uint8).reshape(n, 36)
-        """Each attempt's flow, client -> server (see segments.SEGMENT), without a context."""
 
     def __len__(self) -> int:
         return len(self.handshakes)
