@@ -35,6 +35,7 @@ last section times the stages of hs inside one process, shape by shape: where th
 from __future__ import annotations
 
 import argparse
+import filecmp
 import hashlib
 import json
 import shutil
@@ -68,8 +69,9 @@ SHAPES = {  # name: make_capture.py arguments and file name
 DEFAULT_SHAPES = [s for s in SHAPES if s not in ("vxlan", "erspan")]
 TUNNELLED = ("vxlan", "erspan")
 HS_BEFORE = "hs score --no-write, before"
+HS_WRITING_BEFORE = "hs score, writing the score, before"
 HS_TSHARK = "hs score --no-write --reader tshark"  # Wireshark's dissectors: for link types hs does not read
-OURS = (HS, HS_WRITING, HS_BEFORE, HS_TSHARK)  # the rows that print hs's JSON summary
+OURS = (HS, HS_WRITING, HS_BEFORE, HS_WRITING_BEFORE, HS_TSHARK)  # the rows that print hs's JSON summary
 
 
 def measure(argv, sample=False, timeout=900) -> tuple[dict, str]:
@@ -155,6 +157,11 @@ def found_by_before(out: str, truth: dict) -> str:
         f"{sum(got.get('notes', {}).values()):,} notes of {sum(truth['notes'].values()):,}"
 
 
+def score_path(shape: str, version: str = "now") -> Path:
+    """Where the rows of ``shape`` that write the score write it."""
+    return DATA / f"bench-{shape}-{version}.score"
+
+
 def rows_for(shape: str, path: Path, truth: dict, hs: list[str] | None, before: list[str] | None = None) -> list[dict]:
     """What to run on one capture: name, argv, runs, and a check of its output."""
     synthetic = "notes" in truth
@@ -167,12 +174,15 @@ def rows_for(shape: str, path: Path, truth: dict, hs: list[str] | None, before: 
     ]
     if hs:
         rows[0:0] = [dict(name=HS, argv=[*hs, "score", path, "--json", "--no-write"], check=check),
-                     dict(name=HS_WRITING, argv=[*hs, "score", path, "--json", "--force", "-o", DATA / "bench.score"],
+                     dict(name=HS_WRITING, argv=[*hs, "score", path, "--json", "--force", "-o", score_path(shape)],
                           check=check),
                      dict(name=HS_TSHARK, argv=[*hs, "score", path, "--json", "--no-write", "--reader", "tshark"],
                           check=check)]
     if hs and before:
         rows.insert(1, dict(name=HS_BEFORE, argv=[*before, "score", path, "--json", "--no-write"],
+                            check=lambda out: found_by_before(out, truth)))
+        rows.insert(3, dict(name=HS_WRITING_BEFORE, argv=[*before, "score", path, "--json", "--force", "-o",
+                                                          score_path(shape, "before")],
                             check=lambda out: found_by_before(out, truth)))
     if shape in TUNNELLED:
         rows = [r for r in rows if r["name"] != TCPDUMP]
@@ -317,18 +327,26 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def before_after(shapes: dict, before_code: str) -> list[str]:
-    """hs --no-write now and at the older commit, shape by shape, from the same run."""
+    """hs --no-write and hs writing the score, now and at the older commit, shape by shape, from the same run."""
     out = [f"Before: {before_code}. Same run, commands taking turns; medians.", "",
-           "| capture | before s | before packets/s | now s | now packets/s | now / before | before found |",
-           "|---|---:|---:|---:|---:|---:|---|"]
+           "| capture | before s | before packets/s | now s | now packets/s | now / before | before found | "
+           "writing, before s | writing, now s | now / before | the scores |",
+           "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
     for shape, rows in shapes.items():
         by = {r["name"]: r for r in rows}
         old, new = by.get(HS_BEFORE), by.get(HS)
+        old_w, new_w = by.get(HS_WRITING_BEFORE), by.get(HS_WRITING)
+        writing = (f" {old_w['median_s']:.3f} | {new_w['median_s']:.3f} | {new_w['median_s'] / old_w['median_s']:.2f}x | "
+                   f"{same_bytes(score_path(shape), score_path(shape, 'before'))} |" if old_w and new_w else " - | - | - | - |")
         if old and new:
             out.append(f"| {shape} | {old['median_s']:.3f} | {old['packets'] / old['median_s']:,.0f} | "
                        f"{new['median_s']:.3f} | {new['packets'] / new['median_s']:,.0f} | "
-                       f"{new['median_s'] / old['median_s']:.2f}x | {old['result']} |")
+                       f"{new['median_s'] / old['median_s']:.2f}x | {old['result']} |{writing}")
     return out
+
+
+def same_bytes(a: Path, b: Path) -> str:
+    return "**identical bytes**" if filecmp.cmp(a, b, shallow=False) else "**differ**"
 
 
 def describe(shape: str, path: Path, truth: dict, packets: int) -> str:
