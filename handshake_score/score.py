@@ -36,7 +36,7 @@ from .errors import HandshakeScoreError
 from .orchestra import DEFAULT, Orchestra
 from .segments import INT64_MAX, INT64_MIN, address_text
 from .summary import Summary, score_files
-from .tracker import Closings, Kind, Note, Outcome
+from .tracker import OUTCOME_CODE, Closings, Kind, Note, Outcome
 
 NOTE = np.dtype([
     ("time_ns", "<i8"),            # since Score.start_ns
@@ -55,7 +55,6 @@ NOTE = np.dtype([
 
 NO_DELAY = INT64_MIN
 KIND_CODE = {k: i for i, k in enumerate(Kind.ALL)}
-OUTCOME_CODE = {o: i for i, o in enumerate(Outcome.ALL)}
 
 
 @dataclass(frozen=True)

@@ -553,9 +553,9 @@ class Closings:
         syn_ack, has_syn_ack = _times([h.syn_ack_ns for h in handshakes])
         ack, has_ack = _times([h.ack_ns for h in handshakes])
         state = np.fromiter([h.state for h in handshakes], np.int8, n)
-        outcome = np.where(has_syn_ack, _OUTCOME[Outcome.INCOMPLETE], _OUTCOME[Outcome.UNANSWERED])
-        outcome[state == State.ESTABLISHED] = _OUTCOME[Outcome.COMPLETE]
-        outcome[state == State.REFUSED] = _OUTCOME[Outcome.REFUSED]
+        outcome = np.where(has_syn_ack, OUTCOME_CODE[Outcome.INCOMPLETE], OUTCOME_CODE[Outcome.UNANSWERED])
+        outcome[state == State.ESTABLISHED] = OUTCOME_CODE[Outcome.COMPLETE]
+        outcome[state == State.REFUSED] = OUTCOME_CODE[Outcome.REFUSED]
         self.outcome = outcome.astype(np.uint8)
         self.syn_to_syn_ack_ns, self.has_syn_to_syn_ack = _delays(self.syn_ns, syn_ack, has_syn_ack)
         self.syn_ack_to_ack_ns, self.has_syn_ack_to_ack = _delays(syn_ack, ack, has_ack & has_syn_ack)
@@ -568,7 +568,7 @@ class Closings:
         return len(self.handshakes)
 
 
-_OUTCOME = {o: i for i, o in enumerate(Outcome.ALL)}
+OUTCOME_CODE = {o: i for i, o in enumerate(Outcome.ALL)}  # an attempt's outcome as Closings.outcome codes it
 
 
 def _times(values: list) -> tuple[np.ndarray, np.ndarray]:
